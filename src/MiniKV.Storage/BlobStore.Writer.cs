@@ -1,0 +1,392 @@
+using System.Collections.Concurrent;
+using System.Threading.Tasks.Sources;
+using MiniKV.Storage.Index;
+using MiniKV.Storage.IO;
+using MiniKV.Storage.Segments;
+using MiniKV.Storage.Wal;
+
+namespace MiniKV.Storage;
+
+// The write path for small records: group commit by a leader. A caller enqueues its record and, if no leader
+// is running, becomes the leader: it takes everything queued, writes it with one write call (and one fsync
+// in durability Always), applies it to the index, and completes the callers, repeating while work keeps
+// arriving. No thread is woken for an uncontended write, and under load each fsync carries a whole batch.
+public sealed partial class BlobStore
+{
+    private const int MaxBatchBytes = 4 << 20;
+    private const int MaxBatchOps = 4096;
+    private const int MaxLeaderRounds = 4;
+
+    private readonly Lock _writeLock = new();
+    private readonly ConcurrentQueue<WriteOp> _queue = new();
+    private readonly List<WriteOp> _batch = [];
+    private byte[] _batchBuffer = new byte[64 << 10];
+    private int _leaderActive;
+    private Segment _active = null!;
+    private IStorageFile? _wal;
+    private string? _walPath;
+    private long _walLength;
+    private long _walNumber;
+    private bool _dirty;
+    private long _fsyncs;
+
+    /// <summary>Stores <paramref name="value"/> as the value of <paramref name="key"/>; durable per <see cref="StoreOptions.Durability"/> when it returns.</summary>
+    public ValueTask<WriteResult> PutAsync(ReadOnlyMemory<byte> key, ReadOnlyMemory<byte> value)
+    {
+        CheckKey(key.Span);
+        if (value.Length > _options.MaxValueSize)
+        {
+            return ValueTask.FromResult(new WriteResult(StoreStatus.ValueTooLarge));
+        }
+        if (value.Length > _options.InlineValueLimit)
+        {
+            return WriteBlobAsync(RecordKind.Put, key, default, value, null, value.Length, CancellationToken.None);
+        }
+        return SubmitAsync(new WriteOp(RecordKind.Put, key.ToArray(), value));
+    }
+
+    /// <summary>Deletes <paramref name="key"/> (writes a tombstone). <see cref="StoreStatus.NotFound"/> when it was absent; nothing is written then.</summary>
+    public ValueTask<WriteResult> DeleteAsync(ReadOnlyMemory<byte> key)
+    {
+        if (!TryFind(key.Span, out _, out _, out _))
+        {
+            return ValueTask.FromResult(new WriteResult(StoreStatus.NotFound));
+        }
+        return SubmitAsync(new WriteOp(RecordKind.Tombstone, key.ToArray(), ReadOnlyMemory<byte>.Empty));
+    }
+
+    private ValueTask<WriteResult> SubmitAsync(WriteOp op)
+    {
+        ThrowIfFailed();
+        _queue.Enqueue(op);
+        if (Interlocked.CompareExchange(ref _leaderActive, 1, 0) == 0)
+        {
+            Lead();
+        }
+        return op.AsValueTask();
+    }
+
+    private void Lead()
+    {
+        for (var round = 0; ; round++)
+        {
+            if (round == MaxLeaderRounds && !_queue.IsEmpty)
+            {
+                // Hand leadership to a pool thread so this caller's own (finished) write can return.
+                ThreadPool.UnsafeQueueUserWorkItem(static store => store.Lead(), this, preferLocal: false);
+                return;
+            }
+            _batch.Clear();
+            var bytes = 0;
+            while (_batch.Count < MaxBatchOps && bytes < MaxBatchBytes && _queue.TryDequeue(out var op))
+            {
+                _batch.Add(op);
+                bytes += op.RecordSize;
+            }
+            if (_batch.Count == 0)
+            {
+                Volatile.Write(ref _leaderActive, 0);
+                // A writer may have enqueued after our last look and seen us still leading: look again.
+                if (_queue.IsEmpty || Interlocked.CompareExchange(ref _leaderActive, 1, 0) != 0)
+                {
+                    return;
+                }
+                continue;
+            }
+            lock (_writeLock)
+            {
+                ProcessBatch(_batch, bytes);
+            }
+        }
+    }
+
+    private void ProcessBatch(List<WriteOp> batch, int estimatedBytes)
+    {
+        if (_failure is { } failure)
+        {
+            foreach (var op in batch)
+            {
+                op.Fail(new StorageException(StorageErrorKind.Closed, "the store stopped after an earlier failure", failure));
+            }
+            return;
+        }
+        try
+        {
+            if (_active.Length > 0 && _active.Length + estimatedBytes > _options.SegmentSize)
+            {
+                Roll();
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+            foreach (var op in batch)
+            {
+                op.Fail(e);
+            }
+            return;
+        }
+
+        var size = 0;
+        foreach (var op in batch)
+        {
+            if (!Validate(op))
+            {
+                continue;
+            }
+            var recordSize = op.RecordSize;
+            if (_batchBuffer.Length < size + recordSize)
+            {
+                Array.Resize(ref _batchBuffer, Math.Max(_batchBuffer.Length * 2, size + recordSize));
+            }
+            op.Sequence = Interlocked.Increment(ref _sequence);
+            op.Offset = _active.Length + size;
+            size += RecordFormat.Encode(_batchBuffer.AsSpan(size), op.Kind, op.Key, op.Value.Span, op.Sequence);
+        }
+        if (size > 0)
+        {
+            try
+            {
+                AppendDurably(_batchBuffer.AsSpan(0, size));
+            }
+            catch (Exception e)
+            {
+                foreach (var op in batch)
+                {
+                    if (!op.Done)
+                    {
+                        UndoValidation(op);
+                        op.Fail(e);
+                    }
+                }
+                return;
+            }
+        }
+        foreach (var op in batch)
+        {
+            if (!op.Done)
+            {
+                op.Complete(Apply(op));
+            }
+        }
+    }
+
+    /// <summary>Appends encoded records to the active segment (and WAL) and makes them as durable as the mode asks.</summary>
+    private void AppendDurably(ReadOnlySpan<byte> records)
+    {
+        var segmentLength = _active.Length;
+        try
+        {
+            _active.File.Write(segmentLength, records);
+            _wal?.Write(_walLength, records);
+        }
+        catch (StorageException)
+        {
+            // Leave no partial record behind: cut both files back to where this batch began.
+            try
+            {
+                _active.File.SetLength(segmentLength);
+                _wal?.SetLength(_walLength);
+            }
+            catch (Exception e)
+            {
+                Fail(e);
+            }
+            throw;
+        }
+        if (_options.Durability == DurabilityMode.Always)
+        {
+            SyncLog();
+        }
+        else
+        {
+            _dirty = true;
+        }
+        _active.Length = segmentLength + records.Length;
+        _walLength += _wal == null ? 0 : records.Length;
+    }
+
+    /// <summary>fsync of whatever holds the un-checkpointed log: the WAL if there is one, else the active segment.</summary>
+    private void SyncLog()
+    {
+        try
+        {
+            (_wal ?? _active.File).Flush();
+            Interlocked.Increment(ref _fsyncs);
+            _dirty = false;
+        }
+        catch (Exception e)
+        {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing written since the last
+            // good fsync can be trusted, so the store stops rather than acknowledge writes it may lose.
+            Fail(e);
+            throw;
+        }
+    }
+
+    private WriteResult Apply(WriteOp op)
+    {
+        switch (op.Kind)
+        {
+            case RecordKind.Put:
+            case RecordKind.Tombstone:
+                ApplyEntry(op.Key, op.Hash, new IndexEntry(op.Sequence, op.Offset, op.Value.Length, _active.Id, op.Kind));
+                _active.ObserveSequence(op.Sequence);
+                return new WriteResult(StoreStatus.Ok, op.Sequence);
+            case RecordKind.Prepare:
+                _active.ObserveSequence(op.Sequence);
+                RegisterPrepared(op.Tx, op.Key, _active, op.Offset, op.Value.Length - RecordFormat.PreparePrefixSize, op.Sequence, op.PreparedAtMs);
+                return new WriteResult(StoreStatus.Ok, op.Sequence);
+            default:
+                _active.ObserveSequence(op.Sequence);
+                return ApplyDecision(op);
+        }
+    }
+
+    /// <summary>Makes an entry current if it is newer, keeping live-byte counts and the bloom filter in step.</summary>
+    private bool ApplyEntry(ReadOnlySpan<byte> key, ulong hash, in IndexEntry entry, bool replaceEqual = false)
+    {
+        if (!_index.Apply(key, hash, entry, out var replaced, out var hadPrevious, replaceEqual))
+        {
+            return false;
+        }
+        AccountReplacement(key.Length, entry, replaced, hadPrevious);
+        // After the index, so a bloom rebuild that copies the index never misses a key (see RebuildBloom).
+        _bloom.Add(hash);
+        _bloomNext?.Add(hash);
+        return true;
+    }
+
+    /// <summary>Seals the active segment (fsync) and starts a new one with a fresh WAL.</summary>
+    private void Roll()
+    {
+        _active.File.Flush();
+        Interlocked.Increment(ref _fsyncs);
+        var id = AllocateSegmentId();
+        var path = SegmentPath(id, SegmentKind.Log);
+        var file = _fs.Open(path, OpenMode.CreateNew);
+        _fs.SyncDirectory(_options.DataDirectory);
+        var segment = new Segment(id, SegmentKind.Log, path, file, 0);
+        _segments[id] = segment;
+        _active = segment;
+        RotateWal(new WalCheckpoint(id, 0, Interlocked.Read(ref _sequence)));
+    }
+
+    /// <summary>Starts a new WAL file from a checkpoint whose bytes are already fsynced, then drops the old one.</summary>
+    private void RotateWal(WalCheckpoint checkpoint)
+    {
+        if (_options.WalDirectory is not { } walDirectory)
+        {
+            return;
+        }
+        var number = ++_walNumber;
+        var path = Path.Combine(walDirectory, WalFile.FileName(number));
+        var file = _fs.Open(path, OpenMode.CreateNew);
+        Span<byte> header = stackalloc byte[WalFile.HeaderSize];
+        WalFile.WriteHeader(header, checkpoint.SegmentId, checkpoint.Offset, checkpoint.Sequence);
+        file.Write(0, header);
+        file.Flush();
+        _fs.SyncDirectory(walDirectory);
+        var oldPath = _walPath;
+        _wal?.Dispose();
+        _wal = file;
+        _walPath = path;
+        _walLength = WalFile.HeaderSize;
+        if (oldPath != null)
+        {
+            _fs.DeleteFile(oldPath);
+        }
+    }
+
+    /// <summary>
+    /// Makes everything written so far durable in the segments and moves the WAL past it. Returns the sequence
+    /// and segment lengths that an index snapshot taken now may claim to cover. Caller holds <see cref="_writeLock"/>.
+    /// </summary>
+    private long Checkpoint()
+    {
+        _active.File.Flush();
+        Interlocked.Increment(ref _fsyncs);
+        _dirty = false;
+        var sequence = Interlocked.Read(ref _sequence);
+        RotateWal(new WalCheckpoint(_active.Id, _active.Length, sequence));
+        return sequence;
+    }
+
+    private void SyncIfDirty()
+    {
+        lock (_writeLock)
+        {
+            if (_dirty && _failure == null)
+            {
+                SyncLog();
+            }
+        }
+    }
+
+    private void CloseWriter()
+    {
+        lock (_writeLock)
+        {
+            try
+            {
+                if (_failure == null && _active != null)
+                {
+                    _active.File.Flush();
+                    _wal?.Flush();
+                }
+            }
+            finally
+            {
+                _wal?.Dispose();
+                _wal = null;
+            }
+        }
+    }
+
+    /// <summary>One queued record and the caller waiting for it.</summary>
+    private sealed class WriteOp : IValueTaskSource<WriteResult>
+    {
+        private ManualResetValueTaskSourceCore<WriteResult> _completion = new() { RunContinuationsAsynchronously = true };
+
+        public WriteOp(RecordKind kind, byte[] key, ReadOnlyMemory<byte> value)
+        {
+            Kind = kind;
+            Key = key;
+            Hash = KeyComparer.Hash(key);
+            Value = value;
+        }
+
+        public RecordKind Kind { get; }
+        public byte[] Key { get; }
+        public ulong Hash { get; }
+        /// <summary>The record's value; decision records get theirs when validated.</summary>
+        public ReadOnlyMemory<byte> Value { get; set; }
+        public TxId Tx { get; init; }
+        public long PreparedAtMs { get; init; }
+        /// <summary>For Commit/Abort: the prepared transaction taken out of the pending table by validation.</summary>
+        public PendingTx? Decided { get; set; }
+        public long Sequence { get; set; }
+        public long Offset { get; set; }
+        public bool Done { get; private set; }
+        public int RecordSize => (int)RecordFormat.RecordSize(Key.Length, Kind is RecordKind.Commit or RecordKind.Abort ? RecordFormat.DecisionValueSize : Value.Length);
+
+        public ValueTask<WriteResult> AsValueTask() => new(this, _completion.Version);
+
+        public void Complete(WriteResult result)
+        {
+            Done = true;
+            _completion.SetResult(result);
+        }
+
+        public void Fail(Exception error)
+        {
+            Done = true;
+            _completion.SetException(error);
+        }
+
+        public WriteResult GetResult(short token) => _completion.GetResult(token);
+        public ValueTaskSourceStatus GetStatus(short token) => _completion.GetStatus(token);
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _completion.OnCompleted(continuation, state, token, flags);
+    }
+}

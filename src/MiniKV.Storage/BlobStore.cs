@@ -1,0 +1,359 @@
+using System.Collections.Concurrent;
+using MiniKV.Storage.Bloom;
+using MiniKV.Storage.Index;
+using MiniKV.Storage.IO;
+using MiniKV.Storage.Segments;
+
+namespace MiniKV.Storage;
+
+/// <summary>
+/// The volume's storage engine: a Bitcask-style store of key → value with two-phase staging.
+/// <para>
+/// Writes of small values are appended to the active log segment by a group-commit leader (one write and at
+/// most one fsync per batch of concurrent callers); large values stream into blob files of their own. Every
+/// record carries a CRC32 that is checked on every read. An in-memory hash index maps keys to records, a bloom
+/// filter answers most misses without touching the index, and a read cache serves hot small values.
+/// </para>
+/// Thread-safety: every public member may be called concurrently from any thread. Disposal waits for nothing
+/// in flight; callers stop issuing calls first. See docs/storage.md for the design.
+/// </summary>
+public sealed partial class BlobStore : IAsyncDisposable
+{
+    private readonly StoreOptions _options;
+    private readonly IFileSystem _fs;
+    private readonly KeyIndex _index;
+    private readonly ConcurrentDictionary<uint, Segment> _segments = new();
+    private volatile BloomFilter _bloom;
+    private volatile BloomFilter? _bloomNext;
+    private long _sequence;
+    private long _nextSegmentId;
+    private long _corruptRecords;
+    private long _cacheHits;
+    private long _cacheMisses;
+    private volatile Exception? _failure;
+    private int _disposed;
+
+    private BlobStore(StoreOptions options)
+    {
+        _options = options;
+        _fs = options.FileSystem;
+        _index = new KeyIndex(options.ReadCacheBytes, options.ReadCacheMaxValueBytes);
+        _bloom = new BloomFilter(Math.Max(options.ExpectedKeys, 1024), 0.01);
+    }
+
+    public StoreOptions Options => _options;
+
+    /// <summary>Opens (creating if needed) the store in <see cref="StoreOptions.DataDirectory"/>, recovering from any crash.</summary>
+    public static async ValueTask<BlobStore> OpenAsync(StoreOptions options, CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        var store = new BlobStore(options);
+        await Task.Run(store.Recover, cancellationToken);
+        store.StartMaintenance();
+        return store;
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// <summary>What the index knows about <paramref name="key"/>, with no disk I/O.</summary>
+    public StoreStatus Lookup(ReadOnlySpan<byte> key, out ValueInfo info)
+    {
+        ThrowIfFailed();
+        info = default;
+        if (!TryFind(key, out var entry, out _, out _))
+        {
+            return StoreStatus.NotFound;
+        }
+        info = new ValueInfo(entry.Sequence, entry.ValueLength);
+        return StoreStatus.Ok;
+    }
+
+    /// <summary>
+    /// Reads a whole value into memory: from the read cache when it holds the current version, else from disk
+    /// with its CRC checked. For values larger than <see cref="StoreOptions.InlineValueLimit"/> use <see cref="OpenReadAsync"/>.
+    /// </summary>
+    public ReadResult Read(ReadOnlySpan<byte> key)
+    {
+        ThrowIfFailed();
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            if (!TryFind(key, out var entry, out var hash, out var cached))
+            {
+                return new ReadResult(StoreStatus.NotFound);
+            }
+            if (cached != null)
+            {
+                Interlocked.Increment(ref _cacheHits);
+                return new ReadResult(StoreStatus.Ok, cached, entry.Sequence);
+            }
+            Interlocked.Increment(ref _cacheMisses);
+            if (entry.ValueLength > Array.MaxLength - 4096)
+            {
+                return new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence);
+            }
+            if (!TryAcquireSegment(entry.SegmentId, out var segment))
+            {
+                continue; // compaction moved the record between the lookup and the read: look it up again
+            }
+            try
+            {
+                var status = ReadValue(segment, entry, key.Length, out var value);
+                if (status == StoreStatus.Ok)
+                {
+                    _index.TryCache(key, hash, entry.Sequence, value);
+                }
+                return new ReadResult(status, status == StoreStatus.Ok ? value : default, entry.Sequence);
+            }
+            finally
+            {
+                segment.Release();
+            }
+        }
+        throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
+    }
+
+    /// <summary>
+    /// Opens a stream over the value, or over <paramref name="length"/> bytes from <paramref name="offset"/>.
+    /// A whole-value stream checks the CRC as it goes and throws <see cref="CorruptionException"/> at the end
+    /// instead of completing if it fails; a range is checked in full before the stream is returned.
+    /// </summary>
+    public async ValueTask<ReadStreamResult> OpenReadAsync(ReadOnlyMemory<byte> key, long offset = 0, long? length = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfFailed();
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            if (!TryFind(key.Span, out var entry, out _, out _))
+            {
+                return new ReadStreamResult(StoreStatus.NotFound);
+            }
+            var info = new ValueInfo(entry.Sequence, entry.ValueLength);
+            var count = length ?? (entry.ValueLength - offset);
+            if (offset < 0 || count < 0 || offset + count > entry.ValueLength)
+            {
+                return new ReadStreamResult(StoreStatus.RangeNotSatisfiable, null, info);
+            }
+            if (!TryAcquireSegment(entry.SegmentId, out var segment))
+            {
+                continue;
+            }
+            var whole = offset == 0 && count == entry.ValueLength;
+            if (!whole && !await VerifyRecordAsync(segment, entry.Offset, cancellationToken))
+            {
+                segment.Release();
+                return new ReadStreamResult(StoreStatus.Corrupt, null, info);
+            }
+            var stream = new RecordStream(segment, entry.Offset, entry.ValueOffset(key.Length) + offset, count, verify: whole, OnCorruptRead);
+            return new ReadStreamResult(StoreStatus.Ok, stream, info);
+        }
+        throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
+    }
+
+    /// <summary>
+    /// The file range holding the value, for sendfile. The record's CRC is checked first; the returned lease
+    /// keeps the file from being deleted by compaction until it is disposed.
+    /// </summary>
+    public async ValueTask<(StoreStatus Status, FileRangeLease? Lease)> GetFileRangeAsync(ReadOnlyMemory<byte> key, CancellationToken cancellationToken = default)
+    {
+        ThrowIfFailed();
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            if (!TryFind(key.Span, out var entry, out _, out _))
+            {
+                return (StoreStatus.NotFound, null);
+            }
+            if (!TryAcquireSegment(entry.SegmentId, out var segment))
+            {
+                continue;
+            }
+            if (!await VerifyRecordAsync(segment, entry.Offset, cancellationToken))
+            {
+                segment.Release();
+                return (StoreStatus.Corrupt, null);
+            }
+            return (StoreStatus.Ok, new FileRangeLease(segment, entry.ValueOffset(key.Length), entry.ValueLength, entry.Sequence));
+        }
+        throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
+    }
+
+    /// <summary>Every live key (no tombstones), unordered unless <paramref name="ordered"/> (byte order). A point-in-time copy.</summary>
+    public IReadOnlyList<KeyInfo> EnumerateKeys(bool ordered = false, Func<byte[], bool>? filter = null)
+    {
+        ThrowIfFailed();
+        var all = _index.Snapshot();
+        var keys = new List<KeyInfo>(all.Count);
+        foreach (var (key, entry) in all)
+        {
+            if (!entry.IsTombstone && (filter == null || filter(key)))
+            {
+                keys.Add(new KeyInfo(key, entry.Sequence, entry.ValueLength));
+            }
+        }
+        if (ordered)
+        {
+            keys.Sort(static (a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
+        }
+        return keys;
+    }
+
+    public StoreStats GetStats()
+    {
+        long live = 0, disk = 0;
+        foreach (var segment in _segments.Values)
+        {
+            live += segment.LiveBytes;
+            disk += segment.Length;
+        }
+        long keys = 0;
+        foreach (var (_, entry) in _index.Snapshot())
+        {
+            keys += entry.IsTombstone ? 0 : 1;
+        }
+        return new StoreStats
+        {
+            Keys = keys,
+            LiveBytes = live,
+            DiskBytes = disk,
+            Segments = _segments.Count,
+            CorruptRecords = Interlocked.Read(ref _corruptRecords),
+            CacheBytes = _index.CacheBytes,
+            CacheHits = Interlocked.Read(ref _cacheHits),
+            CacheMisses = Interlocked.Read(ref _cacheMisses),
+            PreparedTransactions = PendingCount,
+            Fsyncs = Interlocked.Read(ref _fsyncs),
+            CompactionRuns = Interlocked.Read(ref _compactionRuns),
+            CompactedSegments = Interlocked.Read(ref _compactedSegments),
+            CompactionReclaimedBytes = Interlocked.Read(ref _compactionReclaimed),
+            SnapshotsWritten = Interlocked.Read(ref _snapshotsWritten),
+            Sequence = Interlocked.Read(ref _sequence),
+            LastRecovery = _lastRecovery,
+        };
+    }
+
+    // ---------------------------------------------------------------- helpers shared by the partial files
+
+    private bool TryFind(ReadOnlySpan<byte> key, out IndexEntry entry, out ulong hash, out byte[]? cached)
+    {
+        CheckKey(key);
+        hash = KeyComparer.Hash(key);
+        entry = default;
+        cached = null;
+        // The bloom filter answers most misses with one cache line and no lock.
+        if (!_bloom.MayContain(hash))
+        {
+            return false;
+        }
+        return _index.TryGet(key, hash, out entry, out cached) && !entry.IsTombstone;
+    }
+
+    internal static void CheckKey(ReadOnlySpan<byte> key)
+    {
+        if (key.Length is 0 or > RecordFormat.MaxKeyLength)
+        {
+            throw new ArgumentException($"a key is 1 to {RecordFormat.MaxKeyLength} bytes; this one is {key.Length}", nameof(key));
+        }
+    }
+
+    private bool TryAcquireSegment(uint id, out Segment segment) =>
+        _segments.TryGetValue(id, out segment!) && segment.TryAcquire();
+
+    private StoreStatus ReadValue(Segment segment, in IndexEntry entry, int keyLength, out byte[] value)
+    {
+        var recordSize = entry.RecordSize(keyLength);
+        var record = System.Buffers.ArrayPool<byte>.Shared.Rent((int)recordSize);
+        try
+        {
+            var read = segment.File.Read(entry.Offset, record.AsSpan(0, (int)recordSize));
+            if (read < recordSize
+                || !RecordFormat.TryParseHeader(record.AsSpan(0, read), out var header, out _)
+                || header.RecordSize != recordSize
+                || !RecordFormat.VerifyRecord(record.AsSpan(0, (int)recordSize), header))
+            {
+                OnCorruptRead();
+                value = [];
+                return StoreStatus.Corrupt;
+            }
+            value = record.AsSpan((int)(entry.ValueOffset(keyLength) - entry.Offset), (int)entry.ValueLength).ToArray();
+            return StoreStatus.Ok;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(record);
+        }
+    }
+
+    private async ValueTask<bool> VerifyRecordAsync(Segment segment, long recordOffset, CancellationToken cancellationToken)
+    {
+        if (await RecordStream.VerifyAsync(segment.File, recordOffset, cancellationToken))
+        {
+            return true;
+        }
+        OnCorruptRead();
+        return false;
+    }
+
+    private void OnCorruptRead() => Interlocked.Increment(ref _corruptRecords);
+
+    private uint AllocateSegmentId() => checked((uint)Interlocked.Increment(ref _nextSegmentId));
+
+    private string SegmentPath(uint id, SegmentKind kind) => Path.Combine(_options.DataDirectory, Segment.FileName(id, kind));
+
+    private void ThrowIfFailed()
+    {
+        if (_failure is { } failure)
+        {
+            throw new StorageException(StorageErrorKind.Closed, $"the store stopped after an earlier failure: {failure.Message}", failure);
+        }
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+    }
+
+    /// <summary>Keeps a background or fsync failure; every later call rethrows it (a failed fsync leaves the file state unknown).</summary>
+    private void Fail(Exception e) => Interlocked.CompareExchange(ref _failure, e, null);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        await StopMaintenanceAsync();
+        if (_failure == null)
+        {
+            try
+            {
+                WriteSnapshot();
+            }
+            catch (StorageException)
+            {
+                // A snapshot is an optimisation: the next open rebuilds from the segments without it.
+            }
+        }
+        CloseWriter();
+        foreach (var segment in _segments.Values)
+        {
+            segment.Release();
+        }
+        _segments.Clear();
+    }
+}
+
+/// <summary>A segment file range holding a value, kept from deletion until disposed.</summary>
+public sealed class FileRangeLease : IDisposable
+{
+    private Segment? _segment;
+
+    internal FileRangeLease(Segment segment, long offset, long length, long sequence)
+    {
+        _segment = segment;
+        Path = segment.Path;
+        Offset = offset;
+        Length = length;
+        Sequence = sequence;
+    }
+
+    public string Path { get; }
+    public long Offset { get; }
+    public long Length { get; }
+    public long Sequence { get; }
+
+    public void Dispose() => Interlocked.Exchange(ref _segment, null)?.Release();
+}

@@ -1,0 +1,241 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace MiniKV.Storage.Index;
+
+/// <summary>
+/// The in-memory hash index (key → <see cref="IndexEntry"/>) and the read cache of small values, split into
+/// stripes by key hash so that readers on different cores rarely meet on one lock. Each stripe's lock guards
+/// both its index and its cache, which is what keeps the cache coherent: a write replaces the entry and drops
+/// the cached value in one critical section, and a reader only caches a value whose sequence is still current.
+/// Thread-safe.
+/// </summary>
+internal sealed class KeyIndex
+{
+    private const int StripeCount = 64;
+    // Per cached value: the array header and the cache's dictionary slot, so the budget counts real memory.
+    private const int CacheOverheadBytes = 64;
+
+    private readonly Stripe[] _stripes = new Stripe[StripeCount];
+    private readonly long _cacheCapacityBytes;
+    private readonly int _cacheMaxValueBytes;
+    private long _cacheBytes;
+
+    public KeyIndex(long cacheCapacityBytes, int cacheMaxValueBytes)
+    {
+        _cacheCapacityBytes = cacheCapacityBytes;
+        _cacheMaxValueBytes = cacheMaxValueBytes;
+        for (var i = 0; i < StripeCount; i++)
+        {
+            _stripes[i] = new Stripe();
+        }
+    }
+
+    public long CacheBytes => Interlocked.Read(ref _cacheBytes);
+
+    public long Count
+    {
+        get
+        {
+            long count = 0;
+            foreach (var stripe in _stripes)
+            {
+                lock (stripe.Lock)
+                {
+                    count += stripe.Map.Count;
+                }
+            }
+            return count;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Stripe StripeOf(ulong hash) => _stripes[(int)(hash >> 58)];
+
+    /// <summary>Finds the key's entry, and its cached value when the cache holds the current version.</summary>
+    public bool TryGet(ReadOnlySpan<byte> key, ulong hash, out IndexEntry entry, out byte[]? cachedValue)
+    {
+        var stripe = StripeOf(hash);
+        lock (stripe.Lock)
+        {
+            if (!stripe.MapLookup.TryGetValue(key, out entry))
+            {
+                cachedValue = null;
+                return false;
+            }
+            cachedValue = stripe.CacheLookup.TryGetValue(key, out var cached) && cached.Sequence == entry.Sequence ? cached.Value : null;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="entry"/> the key's entry if its sequence is newer than the current one (recovery
+    /// replays records in any order; the highest sequence wins). With <paramref name="replaceEqual"/> an entry of
+    /// the same sequence is replaced too (a record recovered from the WAL supersedes its damaged copy).
+    /// Returns whether it applied, and the entry it replaced.
+    /// </summary>
+    public bool Apply(ReadOnlySpan<byte> key, ulong hash, in IndexEntry entry, out IndexEntry replaced, out bool hadPrevious, bool replaceEqual = false)
+    {
+        var stripe = StripeOf(hash);
+        lock (stripe.Lock)
+        {
+            EnsureRoom(stripe);
+            ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.MapLookup, key, out hadPrevious);
+            replaced = slot;
+            if (hadPrevious && (slot.Sequence > entry.Sequence || (slot.Sequence == entry.Sequence && !replaceEqual)))
+            {
+                return false;
+            }
+            slot = entry;
+            if (hadPrevious)
+            {
+                RemoveCached(stripe, key);
+            }
+            return true;
+        }
+    }
+
+    /// <summary>Moves the key to a new location if it still points at <paramref name="expected"/> (compaction's switch).</summary>
+    public bool TrySwitch(ReadOnlySpan<byte> key, ulong hash, in IndexEntry expected, in IndexEntry moved)
+    {
+        var stripe = StripeOf(hash);
+        lock (stripe.Lock)
+        {
+            ref var slot = ref CollectionsMarshal.GetValueRefOrNullRef(stripe.MapLookup, key);
+            if (Unsafe.IsNullRef(ref slot) || !slot.SameLocation(expected))
+            {
+                return false;
+            }
+            slot = moved;
+            return true;
+        }
+    }
+
+    /// <summary>Forgets a tombstone that compaction dropped, if it is still the key's entry.</summary>
+    public bool RemoveIf(ReadOnlySpan<byte> key, ulong hash, in IndexEntry expected)
+    {
+        var stripe = StripeOf(hash);
+        lock (stripe.Lock)
+        {
+            if (!stripe.MapLookup.TryGetValue(key, out var current) || !current.SameLocation(expected))
+            {
+                return false;
+            }
+            stripe.MapLookup.Remove(key);
+            return true;
+        }
+    }
+
+    /// <summary>Caches a value read from disk, if it is small enough and still the key's current version.</summary>
+    public void TryCache(ReadOnlySpan<byte> key, ulong hash, long sequence, byte[] value)
+    {
+        if (value.Length > _cacheMaxValueBytes || _cacheCapacityBytes <= 0)
+        {
+            return;
+        }
+        var stripe = StripeOf(hash);
+        lock (stripe.Lock)
+        {
+            if (!stripe.MapLookup.TryGetValue(key, out var storedKey, out var current) || current.Sequence != sequence)
+            {
+                return;
+            }
+            // The cache shares the index's key array, so a cached value costs no second copy of its key.
+            ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Cache, storedKey, out var existed);
+            if (existed)
+            {
+                Interlocked.Add(ref _cacheBytes, -(slot.Value.Length + CacheOverheadBytes));
+            }
+            else
+            {
+                stripe.CacheOrder.Enqueue(storedKey);
+                if (stripe.CacheOrder.Count > (2 * stripe.Cache.Count) + 16)
+                {
+                    DropStaleOrder(stripe);
+                }
+            }
+            slot = new CachedValue(sequence, value);
+            Interlocked.Add(ref _cacheBytes, value.Length + CacheOverheadBytes);
+            // FIFO eviction within this stripe: cheap, lock-local, and good enough for a cache of hot small values.
+            while (Interlocked.Read(ref _cacheBytes) > _cacheCapacityBytes && stripe.CacheOrder.TryDequeue(out var victim))
+            {
+                if (stripe.Cache.Remove(victim, out var evicted))
+                {
+                    Interlocked.Add(ref _cacheBytes, -(evicted.Value.Length + CacheOverheadBytes));
+                }
+            }
+        }
+    }
+
+    /// <summary>A point-in-time copy of every entry (tombstones included), stripe by stripe; writes may continue meanwhile.</summary>
+    public List<KeyValuePair<byte[], IndexEntry>> Snapshot()
+    {
+        var result = new List<KeyValuePair<byte[], IndexEntry>>();
+        foreach (var stripe in _stripes)
+        {
+            lock (stripe.Lock)
+            {
+                result.EnsureCapacity(result.Count + stripe.Map.Count);
+                foreach (var pair in stripe.Map)
+                {
+                    result.Add(pair);
+                }
+            }
+        }
+        return result;
+    }
+
+    // Invalidated values leave their key in the FIFO; rebuild it when stale keys outnumber live ones so it stays bounded.
+    private static void DropStaleOrder(Stripe stripe)
+    {
+        var seen = new HashSet<byte[]>(ReferenceEqualityComparer.Instance);
+        var count = stripe.CacheOrder.Count;
+        for (var i = 0; i < count; i++)
+        {
+            var key = stripe.CacheOrder.Dequeue();
+            if (stripe.Cache.ContainsKey(key) && seen.Add(key))
+            {
+                stripe.CacheOrder.Enqueue(key);
+            }
+        }
+    }
+
+    private void RemoveCached(Stripe stripe, ReadOnlySpan<byte> key)
+    {
+        if (stripe.Cache.Count != 0 && stripe.CacheLookup.Remove(key, out _, out var old))
+        {
+            Interlocked.Add(ref _cacheBytes, -(old.Value.Length + CacheOverheadBytes));
+        }
+    }
+
+    // Dictionary doubles when full, which leaves up to half its slots empty; growing by a quarter keeps the
+    // per-key cost within budget (docs/storage.md) at the price of more frequent, smaller rehashes.
+    private static void EnsureRoom(Stripe stripe)
+    {
+        var map = stripe.Map;
+        if (map.Count == map.Capacity)
+        {
+            map.EnsureCapacity(map.Count + (map.Count / 4) + 16);
+        }
+    }
+
+    private readonly record struct CachedValue(long Sequence, byte[] Value);
+
+    private sealed class Stripe
+    {
+        public readonly Lock Lock = new();
+        public readonly Dictionary<byte[], IndexEntry> Map;
+        public readonly Dictionary<byte[], IndexEntry>.AlternateLookup<ReadOnlySpan<byte>> MapLookup;
+        public readonly Dictionary<byte[], CachedValue> Cache;
+        public readonly Dictionary<byte[], CachedValue>.AlternateLookup<ReadOnlySpan<byte>> CacheLookup;
+        public readonly Queue<byte[]> CacheOrder = new();
+
+        public Stripe()
+        {
+            Map = new Dictionary<byte[], IndexEntry>(KeyComparer.Instance);
+            MapLookup = Map.GetAlternateLookup<ReadOnlySpan<byte>>();
+            Cache = new Dictionary<byte[], CachedValue>(KeyComparer.Instance);
+            CacheLookup = Cache.GetAlternateLookup<ReadOnlySpan<byte>>();
+        }
+    }
+}

@@ -1,0 +1,119 @@
+using System.Text;
+
+namespace MiniKV.Storage.Tests;
+
+public sealed class BlobStoreBasicTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("minikv-store-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private StoreOptions Options(string? wal = null, DurabilityMode durability = DurabilityMode.Always) => new()
+    {
+        DataDirectory = Path.Combine(_dir, "data"),
+        WalDirectory = wal == null ? null : Path.Combine(_dir, wal),
+        Durability = durability,
+        CompactionInterval = TimeSpan.Zero,
+        SnapshotInterval = TimeSpan.Zero,
+        SegmentSize = 1 << 20,
+        InlineValueLimit = 4096,
+    };
+
+    private static byte[] K(string s) => Encoding.UTF8.GetBytes(s);
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("wal")]
+    public async Task Put_get_delete_survive_reopen(string? wal)
+    {
+        var store = await BlobStore.OpenAsync(Options(wal));
+        Assert.True((await store.PutAsync(K("a"), K("one"))).IsOk);
+        Assert.True((await store.PutAsync(K("b"), new byte[100_000])).IsOk); // blob path
+        Assert.True((await store.PutAsync(K("a"), K("two"))).IsOk);
+        Assert.Equal(StoreStatus.Ok, (await store.DeleteAsync(K("b"))).Status);
+        Assert.Equal("two", Encoding.UTF8.GetString(store.Read(K("a")).Value.Span));
+        Assert.Equal(StoreStatus.NotFound, store.Read(K("b")).Status);
+        await store.DisposeAsync();
+
+        store = await BlobStore.OpenAsync(Options(wal));
+        Assert.True(store.GetStats().LastRecovery!.FromSnapshot);
+        Assert.Equal("two", Encoding.UTF8.GetString(store.Read(K("a")).Value.Span));
+        Assert.Equal(StoreStatus.NotFound, store.Read(K("b")).Status);
+        await store.DisposeAsync();
+
+        File.Delete(Path.Combine(_dir, "data", "index.snap"));
+        store = await BlobStore.OpenAsync(Options(wal));
+        Assert.False(store.GetStats().LastRecovery!.FromSnapshot);
+        Assert.Equal("two", Encoding.UTF8.GetString(store.Read(K("a")).Value.Span));
+        Assert.Equal(StoreStatus.NotFound, store.Read(K("b")).Status);
+        await store.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Prepare_commit_abort()
+    {
+        var store = await BlobStore.OpenAsync(Options("wal"));
+        var t1 = TxId.NewRandom();
+        var t2 = TxId.NewRandom();
+        Assert.True((await store.PrepareAsync(t1, K("k"), new MemoryStream(K("v1")))).IsOk);
+        Assert.True((await store.PrepareAsync(t2, K("big"), new MemoryStream(new byte[50_000]), 50_000)).IsOk);
+        Assert.Equal(StoreStatus.NotFound, store.Read(K("k")).Status);
+        Assert.Equal(2, store.ListPrepared().Count);
+        await store.DisposeAsync();
+
+        store = await BlobStore.OpenAsync(Options("wal"));
+        Assert.Equal(2, store.ListPrepared().Count);
+        Assert.True((await store.CommitAsync(t1)).IsOk);
+        Assert.True((await store.CommitAsync(t1)).IsOk);
+        Assert.True((await store.AbortAsync(t2)).IsOk);
+        Assert.Equal(StoreStatus.TransactionConflict, (await store.AbortAsync(t1)).Status);
+        Assert.Equal("v1", Encoding.UTF8.GetString(store.Read(K("k")).Value.Span));
+        Assert.Equal(StoreStatus.NotFound, store.Read(K("big")).Status);
+        await store.DisposeAsync();
+
+        File.Delete(Path.Combine(_dir, "data", "index.snap"));
+        store = await BlobStore.OpenAsync(Options("wal"));
+        Assert.Empty(store.ListPrepared());
+        Assert.Equal("v1", Encoding.UTF8.GetString(store.Read(K("k")).Value.Span));
+        await store.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Compaction_keeps_live_values_and_deletes()
+    {
+        var store = await BlobStore.OpenAsync(Options());
+        for (var round = 0; round < 5; round++)
+        {
+            for (var i = 0; i < 2000; i++)
+            {
+                await store.PutAsync(K($"key{i}"), K($"value{i}-{round}-" + new string('x', 200)));
+            }
+        }
+        for (var i = 0; i < 1000; i++)
+        {
+            await store.DeleteAsync(K($"key{i}"));
+        }
+        var result = await store.CompactAsync(force: true);
+        Assert.True(result.SegmentsCompacted > 0);
+        for (var i = 0; i < 2000; i++)
+        {
+            var r = store.Read(K($"key{i}"));
+            if (i < 1000)
+            {
+                Assert.Equal(StoreStatus.NotFound, r.Status);
+            }
+            else
+            {
+                Assert.StartsWith($"value{i}-4-", Encoding.UTF8.GetString(r.Value.Span));
+            }
+        }
+        await store.DisposeAsync();
+        File.Delete(Path.Combine(_dir, "data", "index.snap"));
+        store = await BlobStore.OpenAsync(Options());
+        for (var i = 0; i < 2000; i++)
+        {
+            Assert.Equal(i < 1000 ? StoreStatus.NotFound : StoreStatus.Ok, store.Read(K($"key{i}")).Status);
+        }
+        await store.DisposeAsync();
+    }
+}

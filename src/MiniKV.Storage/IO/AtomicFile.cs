@@ -15,10 +15,10 @@ internal static class AtomicFile
         }
         using (var file = fs.Open(temp, OpenMode.CreateNew))
         {
-            const int chunk = 4 << 20;
-            for (var offset = 0; offset < content.Length; offset += chunk)
+            const int ChunkSize = 4 << 20;
+            for (var offset = 0; offset < content.Length; offset += ChunkSize)
             {
-                file.Write(offset, content.Span.Slice(offset, Math.Min(chunk, content.Length - offset)));
+                file.Write(offset, content.Span.Slice(offset, Math.Min(ChunkSize, content.Length - offset)));
             }
             file.Flush();
         }

@@ -239,7 +239,6 @@ public sealed partial class BlobStore
             var header = record.Header;
             var key = record.Key;
             var hash = KeyComparer.Hash(key);
-            byte[]? toWrite = null;
             RecordKind kind = header.Kind;
             long sequence = header.Sequence;
             var value = record.Value;
@@ -274,18 +273,15 @@ public sealed partial class BlobStore
                     }
                     break;
             }
-            if (output == null || outputLength + header.RecordSize > _options.SegmentSize + (64L << 20))
+            if (output == null)
             {
-                if (output != null)
-                {
-                    break; // enough for one run; the rest waits for the next
-                }
+                // One output per run: candidates were chosen so their live bytes fit about one segment.
                 var id = AllocateSegmentId();
                 var path = SegmentPath(id, SegmentKind.Compacted);
                 output = new Segment(id, SegmentKind.Compacted, path, _fs.Open(path, OpenMode.CreateNew), 0);
             }
             var size = (int)RecordFormat.RecordSize(key.Length, value.Length);
-            toWrite = size <= buffer.Length ? buffer : new byte[size];
+            var toWrite = size <= buffer.Length ? buffer : new byte[size];
             RecordFormat.Encode(toWrite, kind, key, value, sequence);
             output.File.Write(outputLength, toWrite.AsSpan(0, size));
             output.ObserveSequence(sequence);
@@ -295,7 +291,6 @@ public sealed partial class BlobStore
             }
             outputLength += size;
         }
-        return true;
     }
 
     /// <summary>Deletes replaced segments all-or-nothing across crashes, via the intent file.</summary>

@@ -18,6 +18,7 @@ public sealed partial class BlobStore
     private readonly HashSet<TxId> _reserved = [];
     private readonly Dictionary<TxId, Outcome> _outcomes = [];
     private readonly Queue<TxId> _outcomeOrder = new();
+    private readonly Dictionary<TxId, WriteOp> _decidingInBatch = [];
 
     private int PendingCount
     {
@@ -121,10 +122,18 @@ public sealed partial class BlobStore
         {
             if (!_pending.Remove(op.Tx, out var pending))
             {
-                op.Complete(DecidedEarlier(op.Tx, op.Kind));
+                if (_decidingInBatch.TryGetValue(op.Tx, out var first))
+                {
+                    op.Follows = first; // a retry racing the first decision: answered with it, no second record
+                }
+                else
+                {
+                    op.Complete(DecidedEarlier(op.Tx, op.Kind));
+                }
                 return false;
             }
             op.Decided = pending;
+            _decidingInBatch[op.Tx] = op;
         }
         var value = new byte[RecordFormat.DecisionValueSize];
         WriteDecisionValue(value, op.Tx, op.Decided.Segment.Id, op.Decided.Offset);
@@ -146,6 +155,10 @@ public sealed partial class BlobStore
 
     private WriteResult ApplyDecision(WriteOp op)
     {
+        if (op.Follows is { } first)
+        {
+            return first.Kind == op.Kind ? first.Result : new WriteResult(StoreStatus.TransactionConflict, first.Result.Sequence);
+        }
         var pending = op.Decided!;
         pending.Segment.AddPendingPrepare(-1);
         pending.Segment.AddLive(-pending.RecordSize, tombstone: false);

@@ -128,6 +128,7 @@ public sealed partial class BlobStore
         }
 
         var size = 0;
+        _decidingInBatch.Clear();
         foreach (var op in batch)
         {
             if (!Validate(op))
@@ -238,7 +239,10 @@ public sealed partial class BlobStore
                 RegisterPrepared(op.Tx, op.Key, _active, op.Offset, op.Value.Length - RecordFormat.PreparePrefixSize, op.Sequence, op.PreparedAtMs);
                 return new WriteResult(StoreStatus.Ok, op.Sequence);
             default:
-                _active.ObserveSequence(op.Sequence);
+                if (op.Follows == null)
+                {
+                    _active.ObserveSequence(op.Sequence);
+                }
                 return ApplyDecision(op);
         }
     }
@@ -365,6 +369,9 @@ public sealed partial class BlobStore
         public long PreparedAtMs { get; init; }
         /// <summary>For Commit/Abort: the prepared transaction taken out of the pending table by validation.</summary>
         public PendingTx? Decided { get; set; }
+        /// <summary>For a second decision of the same transaction within one batch: the first, whose answer it shares.</summary>
+        public WriteOp? Follows { get; set; }
+        public WriteResult Result { get; private set; }
         public long Sequence { get; set; }
         public long Offset { get; set; }
         public bool Done { get; private set; }
@@ -375,6 +382,7 @@ public sealed partial class BlobStore
         public void Complete(WriteResult result)
         {
             Done = true;
+            Result = result;
             _completion.SetResult(result);
         }
 

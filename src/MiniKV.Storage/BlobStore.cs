@@ -19,6 +19,9 @@ namespace MiniKV.Storage;
 /// </summary>
 public sealed partial class BlobStore : IAsyncDisposable
 {
+    /// <summary>The largest value <see cref="Read"/> returns in memory; larger ones are read with <see cref="OpenReadAsync"/>.</summary>
+    public const int MaxInMemoryRead = 16 << 20;
+
     private readonly StoreOptions _options;
     private readonly IFileSystem _fs;
     private readonly KeyIndex _index;
@@ -70,7 +73,7 @@ public sealed partial class BlobStore : IAsyncDisposable
 
     /// <summary>
     /// Reads a whole value into memory: from the read cache when it holds the current version, else from disk
-    /// with its CRC checked. For values larger than <see cref="StoreOptions.InlineValueLimit"/> use <see cref="OpenReadAsync"/>.
+    /// with its CRC checked. Values over <see cref="MaxInMemoryRead"/> answer <see cref="StoreStatus.ValueTooLarge"/>: stream them with <see cref="OpenReadAsync"/>.
     /// </summary>
     public ReadResult Read(ReadOnlySpan<byte> key)
     {
@@ -87,7 +90,7 @@ public sealed partial class BlobStore : IAsyncDisposable
                 return new ReadResult(StoreStatus.Ok, cached, entry.Sequence);
             }
             Interlocked.Increment(ref _cacheMisses);
-            if (entry.ValueLength > Array.MaxLength - 4096)
+            if (entry.ValueLength > MaxInMemoryRead)
             {
                 return new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence);
             }
@@ -203,14 +206,9 @@ public sealed partial class BlobStore : IAsyncDisposable
             live += segment.LiveBytes;
             disk += segment.Length;
         }
-        long keys = 0;
-        foreach (var (_, entry) in _index.Snapshot())
-        {
-            keys += entry.IsTombstone ? 0 : 1;
-        }
         return new StoreStats
         {
-            Keys = keys,
+            Keys = _index.Count - _index.Tombstones,
             LiveBytes = live,
             DiskBytes = disk,
             Segments = _segments.Count,

@@ -90,7 +90,20 @@ public sealed partial class PhysicalFileSystem : IFileSystem
     private sealed class PhysicalFile(string path, SafeFileHandle handle) : IStorageFile
     {
         public string Path { get; } = path;
-        public long Length => RandomAccess.GetLength(handle);
+        public long Length
+        {
+            get
+            {
+                try
+                {
+                    return RandomAccess.GetLength(handle);
+                }
+                catch (IOException e)
+                {
+                    throw StorageException.FromIo(e, Path);
+                }
+            }
+        }
 
         public void Write(long offset, ReadOnlySpan<byte> data)
         {
@@ -98,7 +111,7 @@ public sealed partial class PhysicalFileSystem : IFileSystem
             {
                 RandomAccess.Write(handle, data, offset);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw StorageException.FromIo(e, Path);
             }
@@ -110,7 +123,7 @@ public sealed partial class PhysicalFileSystem : IFileSystem
             {
                 await RandomAccess.WriteAsync(handle, data, offset, cancellationToken);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw StorageException.FromIo(e, Path);
             }
@@ -118,32 +131,46 @@ public sealed partial class PhysicalFileSystem : IFileSystem
 
         public int Read(long offset, Span<byte> buffer)
         {
-            var total = 0;
-            while (total < buffer.Length)
+            try
             {
-                var n = RandomAccess.Read(handle, buffer[total..], offset + total);
-                if (n == 0)
+                var total = 0;
+                while (total < buffer.Length)
                 {
-                    break;
+                    var n = RandomAccess.Read(handle, buffer[total..], offset + total);
+                    if (n == 0)
+                    {
+                        break;
+                    }
+                    total += n;
                 }
-                total += n;
+                return total;
             }
-            return total;
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw StorageException.FromIo(e, Path);
+            }
         }
 
         public async ValueTask<int> ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
         {
-            var total = 0;
-            while (total < buffer.Length)
+            try
             {
-                var n = await RandomAccess.ReadAsync(handle, buffer[total..], offset + total, cancellationToken);
-                if (n == 0)
+                var total = 0;
+                while (total < buffer.Length)
                 {
-                    break;
+                    var n = await RandomAccess.ReadAsync(handle, buffer[total..], offset + total, cancellationToken);
+                    if (n == 0)
+                    {
+                        break;
+                    }
+                    total += n;
                 }
-                total += n;
+                return total;
             }
-            return total;
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw StorageException.FromIo(e, Path);
+            }
         }
 
         public void Flush()
@@ -152,7 +179,7 @@ public sealed partial class PhysicalFileSystem : IFileSystem
             {
                 RandomAccess.FlushToDisk(handle);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw StorageException.FromIo(e, Path);
             }
@@ -164,7 +191,7 @@ public sealed partial class PhysicalFileSystem : IFileSystem
             {
                 RandomAccess.SetLength(handle, length);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw StorageException.FromIo(e, Path);
             }

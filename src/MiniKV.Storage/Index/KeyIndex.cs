@@ -20,6 +20,7 @@ internal sealed class KeyIndex
     private readonly long _cacheCapacityBytes;
     private readonly int _cacheMaxValueBytes;
     private long _cacheBytes;
+    private long _tombstones;
 
     public KeyIndex(long cacheCapacityBytes, int cacheMaxValueBytes)
     {
@@ -32,6 +33,9 @@ internal sealed class KeyIndex
     }
 
     public long CacheBytes => Interlocked.Read(ref _cacheBytes);
+
+    /// <summary>Entries that are tombstones (kept until compaction may drop them); <see cref="Count"/> minus this is the live key count.</summary>
+    public long Tombstones => Interlocked.Read(ref _tombstones);
 
     public long Count
     {
@@ -87,6 +91,7 @@ internal sealed class KeyIndex
                 return false;
             }
             slot = entry;
+            CountTombstones(hadPrevious && replaced.IsTombstone, entry.IsTombstone);
             if (hadPrevious)
             {
                 RemoveCached(stripe, key);
@@ -106,6 +111,7 @@ internal sealed class KeyIndex
             {
                 return false;
             }
+            CountTombstones(slot.IsTombstone, moved.IsTombstone);
             slot = moved;
             return true;
         }
@@ -122,6 +128,7 @@ internal sealed class KeyIndex
                 return false;
             }
             stripe.MapLookup.Remove(key);
+            CountTombstones(current.IsTombstone, false);
             return true;
         }
     }
@@ -183,6 +190,14 @@ internal sealed class KeyIndex
             }
         }
         return result;
+    }
+
+    private void CountTombstones(bool removed, bool added)
+    {
+        if (removed != added)
+        {
+            Interlocked.Add(ref _tombstones, added ? 1 : -1);
+        }
     }
 
     // Invalidated values leave their key in the FIFO; rebuild it when stale keys outnumber live ones so it stays bounded.

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using System.IO.Hashing;
 using MiniKV.Storage.Index;
 using MiniKV.Storage.IO;
@@ -23,6 +24,10 @@ public sealed partial class BlobStore
     /// </summary>
     public ValueTask<WriteResult> PutAsync(ReadOnlyMemory<byte> key, Stream value, long? length = null, CancellationToken cancellationToken = default) =>
         WriteStreamAsync(RecordKind.Put, key, default, value, length, cancellationToken);
+
+    /// <summary>As <see cref="PutAsync(ReadOnlyMemory{byte}, Stream, long?, CancellationToken)"/>, reading from a pipe (e.g. Kestrel's request body).</summary>
+    public ValueTask<WriteResult> PutAsync(ReadOnlyMemory<byte> key, PipeReader value, long? length = null, CancellationToken cancellationToken = default) =>
+        WriteStreamAsync(RecordKind.Put, key, default, value.AsStream(leaveOpen: true), length, cancellationToken);
 
     private async ValueTask<WriteResult> WriteStreamAsync(RecordKind kind, ReadOnlyMemory<byte> key, TxId tx, Stream value, long? length, CancellationToken cancellationToken)
     {

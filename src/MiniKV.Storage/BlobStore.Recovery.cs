@@ -198,8 +198,10 @@ public sealed partial class BlobStore
                 if (damaged is { } d && d.Header.Kind is RecordKind.Put or RecordKind.Tombstone)
                 {
                     // The key is known: point it at the damaged record so reads say "corrupt" rather than serve an older version.
-                    Interlocked.Increment(ref _corruptRecords);
-                    ApplyEntry(d.Key, KeyComparer.Hash(d.Key), new IndexEntry(d.Header.Sequence, damagedAt, d.Header.ValueLength, segment.Id, d.Header.Kind));
+                    if (ApplyEntry(d.Key, KeyComparer.Hash(d.Key), new IndexEntry(d.Header.Sequence, damagedAt, d.Header.ValueLength, segment.Id, d.Header.Kind)))
+                    {
+                        OnCorruptRead(d.Key, d.Header.Sequence);
+                    }
                 }
                 continue;
             }
@@ -229,11 +231,11 @@ public sealed partial class BlobStore
         }
         var key = head.Slice(RecordFormat.HeaderSize, header.KeyLength);
         var valuePrefix = head[(RecordFormat.HeaderSize + header.KeyLength)..read];
+        OnRecoveredRecord(segment, 0, header, key, valuePrefix, context, replaceEqual: false);
         if (segment.Length < header.RecordSize)
         {
-            Interlocked.Increment(ref _corruptRecords); // acknowledged and later truncated: reads will report it corrupt
+            OnCorruptRead(key.ToArray(), header.Sequence); // acknowledged, then truncated: reads will report it corrupt
         }
-        OnRecoveredRecord(segment, 0, header, key, valuePrefix, context, replaceEqual: false);
     }
 
     /// <summary>Applies one record found on disk. For blobs <paramref name="value"/> holds only the value's first bytes.</summary>

@@ -255,6 +255,7 @@ public sealed partial class BlobStore
             return false;
         }
         AccountReplacement(key.Length, entry, replaced, hadPrevious);
+        ForgetCorrupt(key, entry.Sequence);
         // After the index, so a bloom rebuild that copies the index never misses a key (see RebuildBloom).
         _bloom.Add(hash);
         _bloomNext?.Add(hash);

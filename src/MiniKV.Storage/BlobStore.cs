@@ -100,7 +100,7 @@ public sealed partial class BlobStore : IAsyncDisposable
             }
             try
             {
-                var status = ReadValue(segment, entry, key.Length, out var value);
+                var status = ReadValue(segment, entry, key, out var value);
                 if (status == StoreStatus.Ok)
                 {
                     _index.TryCache(key, hash, entry.Sequence, value);
@@ -140,12 +140,14 @@ public sealed partial class BlobStore : IAsyncDisposable
                 continue;
             }
             var whole = offset == 0 && count == entry.ValueLength;
-            if (!whole && !await VerifyRecordAsync(segment, entry.Offset, cancellationToken))
+            if (!whole && !await VerifyRecordAsync(segment, key, entry, cancellationToken))
             {
                 segment.Release();
                 return new ReadStreamResult(StoreStatus.Corrupt, null, info);
             }
-            var stream = new RecordStream(segment, entry.Offset, entry.ValueOffset(key.Length) + offset, count, verify: whole, OnCorruptRead);
+            var keyCopy = key.ToArray();
+            var sequence = entry.Sequence;
+            var stream = new RecordStream(segment, entry.Offset, entry.ValueOffset(key.Length) + offset, count, verify: whole, () => OnCorruptRead(keyCopy, sequence));
             return new ReadStreamResult(StoreStatus.Ok, stream, info);
         }
         throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
@@ -168,7 +170,7 @@ public sealed partial class BlobStore : IAsyncDisposable
             {
                 continue;
             }
-            if (!await VerifyRecordAsync(segment, entry.Offset, cancellationToken))
+            if (!await VerifyRecordAsync(segment, key, entry, cancellationToken))
             {
                 segment.Release();
                 return (StoreStatus.Corrupt, null);
@@ -254,8 +256,9 @@ public sealed partial class BlobStore : IAsyncDisposable
     private bool TryAcquireSegment(uint id, out Segment segment) =>
         _segments.TryGetValue(id, out segment!) && segment.TryAcquire();
 
-    private StoreStatus ReadValue(Segment segment, in IndexEntry entry, int keyLength, out byte[] value)
+    private StoreStatus ReadValue(Segment segment, in IndexEntry entry, ReadOnlySpan<byte> key, out byte[] value)
     {
+        var keyLength = key.Length;
         var recordSize = entry.RecordSize(keyLength);
         var record = System.Buffers.ArrayPool<byte>.Shared.Rent((int)recordSize);
         try
@@ -266,7 +269,7 @@ public sealed partial class BlobStore : IAsyncDisposable
                 || header.RecordSize != recordSize
                 || !RecordFormat.VerifyRecord(record.AsSpan(0, (int)recordSize), header))
             {
-                OnCorruptRead();
+                OnCorruptRead(key.ToArray(), entry.Sequence);
                 value = [];
                 return StoreStatus.Corrupt;
             }
@@ -279,17 +282,15 @@ public sealed partial class BlobStore : IAsyncDisposable
         }
     }
 
-    private async ValueTask<bool> VerifyRecordAsync(Segment segment, long recordOffset, CancellationToken cancellationToken)
+    private async ValueTask<bool> VerifyRecordAsync(Segment segment, ReadOnlyMemory<byte> key, IndexEntry entry, CancellationToken cancellationToken)
     {
-        if (await RecordStream.VerifyAsync(segment.File, recordOffset, cancellationToken))
+        if (await RecordStream.VerifyAsync(segment.File, entry.Offset, cancellationToken))
         {
             return true;
         }
-        OnCorruptRead();
+        OnCorruptRead(key.ToArray(), entry.Sequence);
         return false;
     }
-
-    private void OnCorruptRead() => Interlocked.Increment(ref _corruptRecords);
 
     private uint AllocateSegmentId() => checked((uint)Interlocked.Increment(ref _nextSegmentId));
 

@@ -1,3 +1,13 @@
 using BenchmarkDotNet.Running;
+using MiniKV.Benchmarks;
+using MiniKV.Benchmarks.Report;
 
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+// `storage-report [--quick] [--runs N]`: plain measured runs of the storage targets (throughput with
+// concurrency, group commit, restart, memory), printed as a markdown table of medians. Anything else goes
+// to BenchmarkDotNet (`--filter '*'`, `--list flat`, `--job ...`).
+if (args.Length > 0 && args[0] == "storage-report")
+{
+    return await StorageReport.RunAsync(args[1..]);
+}
+BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create(args));
+return 0;

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.Pipelines;
 using System.IO.Hashing;
+using System.IO.Pipelines;
 using MiniKV.Storage.Index;
 using MiniKV.Storage.IO;
 using MiniKV.Storage.Segments;

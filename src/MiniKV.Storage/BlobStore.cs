@@ -31,8 +31,6 @@ public sealed partial class BlobStore : IAsyncDisposable
     private long _sequence;
     private long _nextSegmentId;
     private long _corruptRecords;
-    private long _cacheHits;
-    private long _cacheMisses;
     private volatile Exception? _failure;
     private int _disposed;
 
@@ -86,10 +84,8 @@ public sealed partial class BlobStore : IAsyncDisposable
             }
             if (cached != null)
             {
-                Interlocked.Increment(ref _cacheHits);
                 return new ReadResult(StoreStatus.Ok, cached, entry.Sequence);
             }
-            Interlocked.Increment(ref _cacheMisses);
             if (entry.ValueLength > MaxInMemoryRead)
             {
                 return new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence);
@@ -208,6 +204,7 @@ public sealed partial class BlobStore : IAsyncDisposable
             live += segment.LiveBytes;
             disk += segment.Length;
         }
+        var (hits, misses) = _index.CacheCounters;
         return new StoreStats
         {
             Keys = _index.Count - _index.Tombstones,
@@ -216,8 +213,8 @@ public sealed partial class BlobStore : IAsyncDisposable
             Segments = _segments.Count,
             CorruptRecords = Interlocked.Read(ref _corruptRecords),
             CacheBytes = _index.CacheBytes,
-            CacheHits = Interlocked.Read(ref _cacheHits),
-            CacheMisses = Interlocked.Read(ref _cacheMisses),
+            CacheHits = hits,
+            CacheMisses = misses,
             PreparedTransactions = PendingCount,
             Fsyncs = Interlocked.Read(ref _fsyncs),
             CompactionRuns = Interlocked.Read(ref _compactionRuns),

@@ -34,6 +34,23 @@ internal sealed class KeyIndex
 
     public long CacheBytes => Interlocked.Read(ref _cacheBytes);
 
+    public (long Hits, long Misses) CacheCounters
+    {
+        get
+        {
+            long hits = 0, misses = 0;
+            foreach (var stripe in _stripes)
+            {
+                lock (stripe.Lock)
+                {
+                    hits += stripe.CacheHits;
+                    misses += stripe.CacheMisses;
+                }
+            }
+            return (hits, misses);
+        }
+    }
+
     /// <summary>Entries that are tombstones (kept until compaction may drop them); <see cref="Count"/> minus this is the live key count.</summary>
     public long Tombstones => Interlocked.Read(ref _tombstones);
 
@@ -68,6 +85,15 @@ internal sealed class KeyIndex
                 return false;
             }
             cachedValue = stripe.CacheLookup.TryGetValue(key, out var cached) && cached.Sequence == entry.Sequence ? cached.Value : null;
+            // Counted under the stripe lock already held: a shared atomic counter would bounce between cores on every read.
+            if (cachedValue != null)
+            {
+                stripe.CacheHits++;
+            }
+            else
+            {
+                stripe.CacheMisses++;
+            }
             return true;
         }
     }
@@ -244,6 +270,8 @@ internal sealed class KeyIndex
         public readonly Dictionary<byte[], CachedValue> Cache;
         public readonly Dictionary<byte[], CachedValue>.AlternateLookup<ReadOnlySpan<byte>> CacheLookup;
         public readonly Queue<byte[]> CacheOrder = new();
+        public long CacheHits;
+        public long CacheMisses;
 
         public Stripe()
         {

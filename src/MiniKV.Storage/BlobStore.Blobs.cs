@@ -76,9 +76,11 @@ public sealed partial class BlobStore
         var id = AllocateSegmentId();
         var path = SegmentPath(id, SegmentKind.Blob);
         var file = _fs.Open(path, OpenMode.CreateNew);
-        var sequence = Interlocked.Increment(ref _sequence);
+        long sequence;
         lock (_inflightLock)
         {
+            // Allocated and registered in one step, so compaction's tombstone horizon never misses this blob.
+            sequence = Interlocked.Increment(ref _sequence);
             _inflightBlobSequences.Add(sequence);
         }
         var chunk = ArrayPool<byte>.Shared.Rent(StreamChunk);

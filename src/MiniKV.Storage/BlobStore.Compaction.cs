@@ -16,7 +16,10 @@ namespace MiniKV.Storage;
 // nothing older than it: no older version of the key is left anywhere to come back.
 public sealed partial class BlobStore
 {
-    private const string CompactionIntentFile = "compaction.intent";
+    // compaction-NNNNNNNNNN.intent: one per run (a deferred deletion of one run must not be forgotten when the next
+    // run writes its own); numbered from the segment-id counter, which never repeats.
+    private const string IntentPrefix = "compaction-";
+    private const string IntentSuffix = ".intent";
     private readonly SemaphoreSlim _compactionGate = new(1, 1);
     private readonly HashSet<uint> _damagedSegments = [];
     private long _compactionRuns;
@@ -124,6 +127,8 @@ public sealed partial class BlobStore
                 }
             }
         }
+        // Records that superseded what this run dropped must be durable before the old copies go.
+        SyncIfDirty();
         DeleteReplacedSegments(candidates);
         var after = output?.Length ?? 0;
         Interlocked.Add(ref _compactedSegments, candidates.Count);
@@ -134,6 +139,7 @@ public sealed partial class BlobStore
     private List<Segment> SelectCandidates(bool force, Func<byte[], bool>? keyFilter)
     {
         var horizon = OldestSequenceOutside([]);
+        var active = _active; // read once: a roll meanwhile only adds newer log segments, skipped below
         var scored = new List<(double Dead, Segment Segment)>();
         foreach (var segment in _segments.Values)
         {
@@ -142,7 +148,7 @@ public sealed partial class BlobStore
             {
                 damaged = _damagedSegments.Contains(segment.Id);
             }
-            if (segment == _active || segment.IsRetired || segment.PendingPrepares > 0 || segment.Length == 0 || damaged)
+            if ((segment.Kind == SegmentKind.Log && segment.Id >= active.Id) || segment.IsRetired || segment.PendingPrepares > 0 || segment.Length == 0 || damaged)
             {
                 continue;
             }
@@ -305,25 +311,50 @@ public sealed partial class BlobStore
         var content = new byte[body.Length + 4];
         body.CopyTo(content, 0);
         BinaryPrimitives.WriteUInt32LittleEndian(content.AsSpan(body.Length), Crc32.HashToUInt32(body));
-        AtomicFile.Write(_fs, _options.DataDirectory, CompactionIntentFile, content);
+        var intentName = IntentPrefix + AllocateSegmentId().ToString("D10", System.Globalization.CultureInfo.InvariantCulture) + IntentSuffix;
+        AtomicFile.Write(_fs, _options.DataDirectory, intentName, content);
 
         var remaining = replaced.Count;
+        var failed = 0;
+        void Finish()
+        {
+            if (Volatile.Read(ref failed) != 0)
+            {
+                return; // the next open finishes the deletions
+            }
+            try
+            {
+                _fs.SyncDirectory(_options.DataDirectory);
+            }
+            catch (StorageException)
+            {
+                return;
+            }
+            TryDelete(Path.Combine(_options.DataDirectory, intentName));
+        }
         foreach (var segment in replaced)
         {
             if (_segments.TryRemove(segment.Id, out _))
             {
                 segment.Retire(s =>
                 {
-                    TryDelete(s.Path);
+                    try
+                    {
+                        _fs.DeleteFile(s.Path);
+                    }
+                    catch (StorageException)
+                    {
+                        Interlocked.Exchange(ref failed, 1);
+                    }
                     if (Interlocked.Decrement(ref remaining) == 0)
                     {
-                        TryDelete(Path.Combine(_options.DataDirectory, CompactionIntentFile));
+                        Finish();
                     }
                 });
             }
             else if (Interlocked.Decrement(ref remaining) == 0)
             {
-                TryDelete(Path.Combine(_options.DataDirectory, CompactionIntentFile));
+                Finish();
             }
         }
     }
@@ -331,11 +362,17 @@ public sealed partial class BlobStore
     /// <summary>At open: completes the deletions a crash interrupted. An intent with a bad CRC was never complete and is ignored.</summary>
     private void FinishInterruptedCompaction()
     {
-        var path = Path.Combine(_options.DataDirectory, CompactionIntentFile);
-        if (!_fs.FileExists(path))
+        foreach (var name in _fs.ListFiles(_options.DataDirectory))
         {
-            return;
+            if (name.StartsWith(IntentPrefix, StringComparison.Ordinal) && name.EndsWith(IntentSuffix, StringComparison.Ordinal))
+            {
+                FinishInterruptedCompaction(Path.Combine(_options.DataDirectory, name));
+            }
         }
+    }
+
+    private void FinishInterruptedCompaction(string path)
+    {
         byte[] content;
         using (var file = _fs.Open(path, OpenMode.ReadOnly))
         {

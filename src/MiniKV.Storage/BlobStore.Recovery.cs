@@ -205,6 +205,18 @@ public sealed partial class BlobStore
                 }
                 continue;
             }
+            if (!isActive && damaged is { } sealedDamage && sealedDamage.Header.Kind is RecordKind.Put or RecordKind.Tombstone)
+            {
+                // A sealed segment was fsynced before the next one began: damage at its end is rot, not a torn write.
+                context.SkippedBytes += sealedDamage.Header.RecordSize;
+                if (ApplyEntry(sealedDamage.Key, KeyComparer.Hash(sealedDamage.Key),
+                    new IndexEntry(sealedDamage.Header.Sequence, damagedAt, sealedDamage.Header.ValueLength, segment.Id, sealedDamage.Header.Kind)))
+                {
+                    OnCorruptRead(sealedDamage.Key, sealedDamage.Header.Sequence);
+                }
+                scanner.SkipDamagedRecord();
+                continue;
+            }
             // Nothing valid follows: the tail was being written when the process stopped.
             context.TornBytes += segment.Length - damagedAt;
             if (isActive)
@@ -223,6 +235,16 @@ public sealed partial class BlobStore
         var read = segment.File.Read(0, head);
         if (!RecordFormat.TryParseHeader(head[..read], out var header, out _))
         {
+            if (head[..Math.Min(read, RecordFormat.HeaderSize)].ContainsAnyExcept((byte)0))
+            {
+                // A header that was written and then damaged: keep the file as evidence. Its key cannot be trusted,
+                // so it is not indexed; the cluster's verify finds the missing copy and repairs it.
+                Interlocked.Increment(ref _corruptRecords);
+                context.SkippedBytes += segment.Length;
+                _segments.TryRemove(segment.Id, out _);
+                segment.Release();
+                return;
+            }
             // The header is written last, after the value is durable: without one the write never completed.
             context.IncompleteBlobs++;
             _segments.TryRemove(segment.Id, out _);

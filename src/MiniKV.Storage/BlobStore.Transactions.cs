@@ -18,7 +18,8 @@ public sealed partial class BlobStore
     private readonly HashSet<TxId> _reserved = [];
     private readonly Dictionary<TxId, Outcome> _outcomes = [];
     private readonly Queue<TxId> _outcomeOrder = new();
-    private readonly Dictionary<TxId, WriteOp> _decidingInBatch = [];
+    /// <summary>Decisions validated but not yet applied: between leaving <see cref="_pending"/> and entering <see cref="_outcomes"/>.</summary>
+    private readonly Dictionary<TxId, WriteOp> _deciding = [];
 
     private int PendingCount
     {
@@ -88,16 +89,38 @@ public sealed partial class BlobStore
     private ValueTask<WriteResult> DecideAsync(TxId tx, RecordKind decision)
     {
         ThrowIfFailed();
-        byte[] key;
-        lock (_txLock)
+        if (!TryGetUndecidedKey(tx, decision, out var key, out var earlier))
         {
-            if (!_pending.TryGetValue(tx, out var pending))
-            {
-                return ValueTask.FromResult(DecidedEarlier(tx, decision));
-            }
-            key = pending.Key;
+            return ValueTask.FromResult(earlier);
         }
         return SubmitAsync(new WriteOp(decision, key, ReadOnlyMemory<byte>.Empty) { Tx = tx });
+    }
+
+    /// <summary>
+    /// The key of a transaction that is pending or whose decision is being written right now (a retry racing the
+    /// first attempt must wait for its answer, not be told the transaction is unknown); else the earlier answer.
+    /// </summary>
+    private bool TryGetUndecidedKey(TxId tx, RecordKind decision, out byte[] key, out WriteResult earlier)
+    {
+        lock (_txLock)
+        {
+            if (_pending.TryGetValue(tx, out var pending))
+            {
+                key = pending.Key;
+            }
+            else if (_deciding.TryGetValue(tx, out var first))
+            {
+                key = first.Key;
+            }
+            else
+            {
+                key = [];
+                earlier = DecidedEarlier(tx, decision);
+                return false;
+            }
+        }
+        earlier = default;
+        return true;
     }
 
     private WriteResult DecidedEarlier(TxId tx, RecordKind decision)
@@ -122,9 +145,9 @@ public sealed partial class BlobStore
         {
             if (!_pending.Remove(op.Tx, out var pending))
             {
-                if (_decidingInBatch.TryGetValue(op.Tx, out var first))
+                if (_deciding.TryGetValue(op.Tx, out var first))
                 {
-                    op.Follows = first; // a retry racing the first decision: answered with it, no second record
+                    op.Follows = first; // a retry in the same batch as the first decision: answered with it, no second record
                 }
                 else
                 {
@@ -133,7 +156,7 @@ public sealed partial class BlobStore
                 return false;
             }
             op.Decided = pending;
-            _decidingInBatch[op.Tx] = op;
+            _deciding[op.Tx] = op;
         }
         var value = new byte[RecordFormat.DecisionValueSize];
         WriteDecisionValue(value, op.Tx, op.Decided.Segment.Id, op.Decided.Offset);
@@ -148,6 +171,7 @@ public sealed partial class BlobStore
             if (op.Decided is { } pending)
             {
                 _pending[op.Tx] = pending;
+                _deciding.Remove(op.Tx);
                 op.Decided = null;
             }
         }
@@ -173,6 +197,10 @@ public sealed partial class BlobStore
             RetireSegment(pending.Segment); // staged space comes back at once
         }
         RememberOutcome(op.Tx, committed, op.Sequence);
+        lock (_txLock)
+        {
+            _deciding.Remove(op.Tx);
+        }
         return new WriteResult(StoreStatus.Ok, op.Sequence);
     }
 

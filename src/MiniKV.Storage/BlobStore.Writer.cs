@@ -117,6 +117,15 @@ public sealed partial class BlobStore
                 Roll();
             }
         }
+        catch (StorageException e) when (e.Kind == StorageErrorKind.DiskFull)
+        {
+            // Nothing was switched over (see Roll): the batch fails, the store does not.
+            foreach (var op in batch)
+            {
+                op.Fail(e);
+            }
+            return;
+        }
         catch (Exception e)
         {
             Fail(e);
@@ -128,7 +137,6 @@ public sealed partial class BlobStore
         }
 
         var size = 0;
-        _decidingInBatch.Clear();
         foreach (var op in batch)
         {
             if (!Validate(op))
@@ -256,9 +264,10 @@ public sealed partial class BlobStore
         }
         AccountReplacement(key.Length, entry, replaced, hadPrevious);
         ForgetCorrupt(key, entry.Sequence);
-        // After the index, so a bloom rebuild that copies the index never misses a key (see RebuildBloom).
-        _bloom.Add(hash);
+        // After the index, and the next filter before the current one, so a bloom rebuild that copies the index
+        // never misses a key: see EnsureBloomCapacity.
         _bloomNext?.Add(hash);
+        _bloom.Add(hash);
         return true;
     }
 
@@ -270,28 +279,56 @@ public sealed partial class BlobStore
         var id = AllocateSegmentId();
         var path = SegmentPath(id, SegmentKind.Log);
         var file = _fs.Open(path, OpenMode.CreateNew);
-        _fs.SyncDirectory(_options.DataDirectory);
+        (IStorageFile File, string Path)? wal = null;
+        try
+        {
+            _fs.SyncDirectory(_options.DataDirectory);
+            wal = CreateWal(new WalCheckpoint(id, 0, Interlocked.Read(ref _sequence)));
+        }
+        catch (StorageException e) when (e.Kind == StorageErrorKind.DiskFull)
+        {
+            file.Dispose();
+            TryDelete(path);
+            throw;
+        }
         var segment = new Segment(id, SegmentKind.Log, path, file, 0);
         _segments[id] = segment;
         _active = segment;
-        RotateWal(new WalCheckpoint(id, 0, Interlocked.Read(ref _sequence)));
+        if (wal is { } w)
+        {
+            SwitchWal(w.File, w.Path);
+        }
     }
 
-    /// <summary>Starts a new WAL file from a checkpoint whose bytes are already fsynced, then drops the old one.</summary>
-    private void RotateWal(WalCheckpoint checkpoint)
+    /// <summary>Creates and fsyncs a WAL file starting at <paramref name="checkpoint"/>, without switching to it yet.</summary>
+    private (IStorageFile File, string Path)? CreateWal(WalCheckpoint checkpoint)
     {
         if (_options.WalDirectory is not { } walDirectory)
         {
-            return;
+            return null;
         }
         var number = ++_walNumber;
         var path = Path.Combine(walDirectory, WalFile.FileName(number));
         var file = _fs.Open(path, OpenMode.CreateNew);
-        Span<byte> header = stackalloc byte[WalFile.HeaderSize];
-        WalFile.WriteHeader(header, checkpoint.SegmentId, checkpoint.Offset, checkpoint.Sequence);
-        file.Write(0, header);
-        file.Flush();
-        _fs.SyncDirectory(walDirectory);
+        try
+        {
+            Span<byte> header = stackalloc byte[WalFile.HeaderSize];
+            WalFile.WriteHeader(header, checkpoint.SegmentId, checkpoint.Offset, checkpoint.Sequence);
+            file.Write(0, header);
+            file.Flush();
+            _fs.SyncDirectory(walDirectory);
+        }
+        catch
+        {
+            file.Dispose();
+            TryDelete(path);
+            throw;
+        }
+        return (file, path);
+    }
+
+    private void SwitchWal(IStorageFile file, string path)
+    {
         var oldPath = _walPath;
         _wal?.Dispose();
         _wal = file;
@@ -300,6 +337,15 @@ public sealed partial class BlobStore
         if (oldPath != null)
         {
             _fs.DeleteFile(oldPath);
+        }
+    }
+
+    /// <summary>Starts a new WAL file from a checkpoint whose bytes are already fsynced, then drops the old one.</summary>
+    private void RotateWal(WalCheckpoint checkpoint)
+    {
+        if (CreateWal(checkpoint) is { } wal)
+        {
+            SwitchWal(wal.File, wal.Path);
         }
     }
 

@@ -116,4 +116,43 @@ public sealed class BlobStoreBasicTests : IDisposable
         }
         await store.DisposeAsync();
     }
+
+    [Fact]
+    public async Task Racing_decisions_of_one_transaction_get_one_answer()
+    {
+        var store = await BlobStore.OpenAsync(Options("wal"));
+        for (var round = 0; round < 50; round++)
+        {
+            var tx = TxId.NewRandom();
+            Assert.True((await store.PrepareAsync(tx, K($"r{round}"), new MemoryStream(K("v")))).IsOk);
+            var commits = Enumerable.Range(0, 8).Select(_ => Task.Run(async () => await store.CommitAsync(tx))).ToArray();
+            var aborts = Enumerable.Range(0, 4).Select(_ => Task.Run(async () => await store.AbortAsync(tx))).ToArray();
+            var results = await Task.WhenAll(commits.Concat(aborts));
+            Assert.DoesNotContain(results, r => r.Status == StoreStatus.UnknownTransaction);
+            var committed = results.Take(8).All(r => r.IsOk);
+            var aborted = results.Skip(8).All(r => r.IsOk);
+            Assert.True(committed ^ aborted, $"round {round}: exactly one decision must win");
+            Assert.Single(results.Select(r => r.Sequence).Distinct());
+            Assert.Equal(committed ? StoreStatus.Ok : StoreStatus.NotFound, store.Read(K($"r{round}")).Status);
+        }
+        await store.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Batched_prepare_and_commit_share_fsyncs()
+    {
+        var store = await BlobStore.OpenAsync(Options());
+        var items = Enumerable.Range(0, 200).Select(i => new StagedValue(TxId.NewRandom(), K($"b{i}"), K($"value{i}"))).ToArray();
+        var before = store.GetStats().Fsyncs;
+        var prepared = await store.PrepareManyAsync(items);
+        Assert.All(prepared, r => Assert.True(r.IsOk));
+        var committed = await store.DecideManyAsync(items.Select(i => i.Tx).ToArray(), commit: true);
+        Assert.All(committed, r => Assert.True(r.IsOk));
+        Assert.True(store.GetStats().Fsyncs - before <= 8, $"{store.GetStats().Fsyncs - before} fsyncs for 2 batches of 200");
+        for (var i = 0; i < 200; i++)
+        {
+            Assert.Equal($"value{i}", Encoding.UTF8.GetString(store.Read(K($"b{i}")).Value.Span));
+        }
+        await store.DisposeAsync();
+    }
 }

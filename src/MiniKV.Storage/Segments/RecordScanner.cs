@@ -93,6 +93,14 @@ internal sealed class RecordScanner : IDisposable
         return true;
     }
 
+    /// <summary>Steps over a whole damaged record whose header was sound.</summary>
+    public void SkipDamagedRecord()
+    {
+        Position += DamagedRecord!.Value.Header.RecordSize;
+        Damage = null;
+        DamagedRecord = null;
+    }
+
     /// <summary>Searches forward from the damaged position for the next record that passes both CRCs.</summary>
     public bool TryResync()
     {

@@ -1,0 +1,1 @@
+return await MiniKV.Volume.VolumeCommand.RunAsync(args);

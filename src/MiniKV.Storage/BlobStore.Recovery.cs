@@ -136,6 +136,7 @@ public sealed partial class BlobStore
             _bloom = new BloomFilter(Math.Max(_options.ExpectedKeys, snapshot.Entries.Count * 2L), 0.01);
             context.BloomRebuilt = true;
         }
+        _index.EnsureCapacity(snapshot.Entries.Count);
         foreach (var (key, entry) in snapshot.Entries)
         {
             // An entry in a segment that is gone was superseded and compacted away; the newer record is scanned below.

@@ -126,6 +126,42 @@ internal sealed class KeyIndex
         }
     }
 
+    /// <summary>As <see cref="Apply(ReadOnlySpan{byte}, ulong, in IndexEntry, out IndexEntry, out bool, bool)"/>, keeping <paramref name="key"/> itself (no copy) when the key is new.</summary>
+    public bool Apply(byte[] key, ulong hash, in IndexEntry entry, out IndexEntry replaced, out bool hadPrevious)
+    {
+        var stripe = StripeOf(hash);
+        lock (stripe.Lock)
+        {
+            EnsureRoom(stripe);
+            ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Map, key, out hadPrevious);
+            replaced = slot;
+            if (hadPrevious && slot.Sequence >= entry.Sequence)
+            {
+                return false;
+            }
+            slot = entry;
+            CountTombstones(hadPrevious && replaced.IsTombstone, entry.IsTombstone);
+            if (hadPrevious)
+            {
+                RemoveCached(stripe, key);
+            }
+            return true;
+        }
+    }
+
+    /// <summary>Sizes every stripe for <paramref name="keys"/> keys in all, so a bulk load does not rehash as it grows.</summary>
+    public void EnsureCapacity(long keys)
+    {
+        var perStripe = (int)Math.Min(int.MaxValue / 2, (keys / StripeCount) + (keys / StripeCount / 16) + 16);
+        foreach (var stripe in _stripes)
+        {
+            lock (stripe.Lock)
+            {
+                stripe.Map.EnsureCapacity(perStripe);
+            }
+        }
+    }
+
     /// <summary>Moves the key to a new location if it still points at <paramref name="expected"/> (compaction's switch).</summary>
     public bool TrySwitch(ReadOnlySpan<byte> key, ulong hash, in IndexEntry expected, in IndexEntry moved)
     {

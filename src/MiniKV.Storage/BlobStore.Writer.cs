@@ -256,12 +256,15 @@ public sealed partial class BlobStore
     }
 
     /// <summary>Makes an entry current if it is newer, keeping live-byte counts and the bloom filter in step.</summary>
-    private bool ApplyEntry(ReadOnlySpan<byte> key, ulong hash, in IndexEntry entry, bool replaceEqual = false)
+    private bool ApplyEntry(ReadOnlySpan<byte> key, ulong hash, in IndexEntry entry, bool replaceEqual = false) =>
+        _index.Apply(key, hash, entry, out var replaced, out var hadPrevious, replaceEqual) && Applied(key, hash, entry, replaced, hadPrevious);
+
+    /// <summary>As the span overload; a new key keeps <paramref name="key"/> itself instead of a copy.</summary>
+    private bool ApplyEntry(byte[] key, ulong hash, in IndexEntry entry) =>
+        _index.Apply(key, hash, entry, out var replaced, out var hadPrevious) && Applied(key, hash, entry, replaced, hadPrevious);
+
+    private bool Applied(ReadOnlySpan<byte> key, ulong hash, in IndexEntry entry, in IndexEntry replaced, bool hadPrevious)
     {
-        if (!_index.Apply(key, hash, entry, out var replaced, out var hadPrevious, replaceEqual))
-        {
-            return false;
-        }
         AccountReplacement(key.Length, entry, replaced, hadPrevious);
         ForgetCorrupt(key, entry.Sequence);
         // After the index, and the next filter before the current one, so a bloom rebuild that copies the index

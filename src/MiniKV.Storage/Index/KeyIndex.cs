@@ -111,18 +111,7 @@ internal sealed class KeyIndex
         {
             EnsureRoom(stripe);
             ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.MapLookup, key, out hadPrevious);
-            replaced = slot;
-            if (hadPrevious && (slot.Sequence > entry.Sequence || (slot.Sequence == entry.Sequence && !replaceEqual)))
-            {
-                return false;
-            }
-            slot = entry;
-            CountTombstones(hadPrevious && replaced.IsTombstone, entry.IsTombstone);
-            if (hadPrevious)
-            {
-                RemoveCached(stripe, key);
-            }
-            return true;
+            return Replace(stripe, key, ref slot, hadPrevious, entry, out replaced, replaceEqual);
         }
     }
 
@@ -134,19 +123,25 @@ internal sealed class KeyIndex
         {
             EnsureRoom(stripe);
             ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Map, key, out hadPrevious);
-            replaced = slot;
-            if (hadPrevious && slot.Sequence >= entry.Sequence)
-            {
-                return false;
-            }
-            slot = entry;
-            CountTombstones(hadPrevious && replaced.IsTombstone, entry.IsTombstone);
-            if (hadPrevious)
-            {
-                RemoveCached(stripe, key);
-            }
-            return true;
+            return Replace(stripe, key, ref slot, hadPrevious, entry, out replaced, replaceEqual: false);
         }
+    }
+
+    // Caller holds the stripe lock; slot is the key's (possibly just added) dictionary slot.
+    private bool Replace(Stripe stripe, ReadOnlySpan<byte> key, ref IndexEntry slot, bool hadPrevious, in IndexEntry entry, out IndexEntry replaced, bool replaceEqual)
+    {
+        replaced = slot;
+        if (hadPrevious && (slot.Sequence > entry.Sequence || (slot.Sequence == entry.Sequence && !replaceEqual)))
+        {
+            return false;
+        }
+        slot = entry;
+        CountTombstones(hadPrevious && replaced.IsTombstone, entry.IsTombstone);
+        if (hadPrevious)
+        {
+            RemoveCached(stripe, key);
+        }
+        return true;
     }
 
     /// <summary>Sizes every stripe for <paramref name="keys"/> keys in all, so a bulk load does not rehash as it grows.</summary>

@@ -36,6 +36,7 @@ internal static class PrepareLoadMode
         var maxBatch = flags.Int("max-batch", 4096);
         var inFlight = flags.Int("inflight", 1);
         var serverPid = flags.Int("server-pid", 0);
+        var metricsUrl = flags.Optional("metrics-url");
         flags.ThrowIfUnused();
         if (mode is not ("batched" or "stream" or "single"))
         {
@@ -69,11 +70,12 @@ internal static class PrepareLoadMode
         }
 
         var server = serverPid > 0 ? Process.GetProcessById(serverPid) : null;
+        using var metrics = new ServerMetrics(metricsUrl);
         var self = Process.GetCurrentProcess();
         await DelayUntilAsync(run.WindowStart);
-        var start = await SnapshotAsync(client, calls, server, self);
+        var start = await SnapshotAsync(client, calls, server, self, metrics);
         await DelayUntilAsync(run.WindowEnd);
-        var end = await SnapshotAsync(client, calls, server, self);
+        var end = await SnapshotAsync(client, calls, server, self, metrics);
         await Task.WhenAll(tasks);
 
         long ops = 0, errors = 0;
@@ -119,6 +121,13 @@ internal static class PrepareLoadMode
         {
             Field(line, "prepare_call_ms", prepareCalls > 0 ? (end.PrepareTicks - start.PrepareTicks) * 1000.0 / Stopwatch.Frequency / prepareCalls : 0, "F3");
             Field(line, "commit_call_ms", commitCalls > 0 ? (end.CommitTicks - start.CommitTicks) * 1000.0 / Stopwatch.Frequency / commitCalls : 0, "F3");
+        }
+        if (metricsUrl != null)
+        {
+            // The volume's own histogram of handler time (after the request message is read, before the answer is sent).
+            var prepareMethod = mode == "stream" ? "Prepare" : "PrepareBatch";
+            Field(line, "server_prepare_ms", end.Server.MeanMs(start.Server, prepareMethod), "F3");
+            Field(line, "server_commit_ms", end.Server.MeanMs(start.Server, "Commit"), "F3");
         }
         Field(line, "fsyncs", fsyncs);
         Field(line, "fsyncs_per_s", fsyncs / window, "F0");
@@ -251,7 +260,8 @@ internal static class PrepareLoadMode
         return statuses;
     }
 
-    private static async Task<Snapshot> SnapshotAsync(Protocol.V1.Volume.VolumeClient client, CallCounters calls, Process? server, Process self)
+    private static async Task<Snapshot> SnapshotAsync(Protocol.V1.Volume.VolumeClient client, CallCounters calls, Process? server, Process self,
+        ServerMetrics metrics)
     {
         var snapshot = new Snapshot
         {
@@ -269,6 +279,7 @@ internal static class PrepareLoadMode
             snapshot.ServerCpu = server.TotalProcessorTime;
         }
         snapshot.Fsyncs = (await client.StatsAsync(new StatsRequest())).Fsyncs;
+        snapshot.Server = await metrics.ReadAsync();
         return snapshot;
     }
 
@@ -350,5 +361,6 @@ internal static class PrepareLoadMode
         public TimeSpan ClientCpu { get; init; }
         public TimeSpan ServerCpu { get; set; }
         public long Fsyncs { get; set; }
+        public ServerMetrics.Durations Server { get; set; }
     }
 }

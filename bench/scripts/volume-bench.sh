@@ -118,7 +118,7 @@ if [[ " $PARTS " == *" write "* ]]; then
       start_server volume-write serve-volume --data "$WORK/write-data"
       wait_quiet
       line=$(timeout $((WRITE_SECONDS + WRITE_WARMUP + 60)) "$BIN" prepare-load --grpc "http://$START_GRPC" --mode "$mode" \
-        --writers "$WRITERS" --inflight "$INFLIGHT" --seconds "$WRITE_SECONDS" --warmup "$WRITE_WARMUP" --server-pid "$START_PID")
+        --writers "$WRITERS" --inflight "$INFLIGHT" --seconds "$WRITE_SECONDS" --warmup "$WRITE_WARMUP" --server-pid "$START_PID" --metrics-url "http://$START_HTTP/metrics")
       echo "write run=$run load=$LOAD $line"
       WRITE_LINES[$mode]+="$line"$'\n'
       stop_pid "$START_PID"
@@ -133,8 +133,12 @@ if [[ " $PARTS " == *" write "* ]]; then
       single) what="Prepare+Commit, one value per call (PrepareBatch of 1 + Commit of 1)" ;;
       stream) what="Prepare+Commit, one value per call (streamed Prepare + Commit of 1)" ;;
     esac
-    target=""; [[ $mode == batched ]] && target="≥ 20,000/s"
-    ROWS+=("| $what, $WRITERS writers, 1 KiB, durability always | $(m ops_per_s) values/s | $target | p50 $(m p50_ms) ms, p99 $(m p99_ms) ms, p99.9 $(m p999_ms) ms; $(m values_per_prepare_call) values/PrepareBatch, $(m fsyncs_per_call) fsyncs/call, $(m values_per_fsync) values/fsync, $(m fsyncs_per_s) fsyncs/s; CPU µs/value client $(m client_cpu_us_per_op), server $(m server_cpu_us_per_op) |")
+    target=""; calls=""
+    if [[ $mode == batched ]]; then
+      target="≥ 20,000/s"
+      calls="; call ms seen by the client: PrepareBatch $(m prepare_call_ms), Commit $(m commit_call_ms)"
+    fi
+    ROWS+=("| $what, $WRITERS writers, 1 KiB, durability always | $(m ops_per_s) values/s | $target | p50 $(m p50_ms) ms, p99 $(m p99_ms) ms, p99.9 $(m p999_ms) ms; $(m values_per_prepare_call) values/PrepareBatch, $(m fsyncs_per_call) fsyncs/call, $(m values_per_fsync) values/fsync, $(m fsyncs_per_s) fsyncs/s$calls; volume handler ms: prepare $(m server_prepare_ms), commit $(m server_commit_ms); CPU µs/value client $(m client_cpu_us_per_op), server $(m server_cpu_us_per_op) |")
   done
 fi
 

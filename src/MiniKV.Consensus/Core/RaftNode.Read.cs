@@ -1,0 +1,112 @@
+namespace MiniKV.Consensus.Core;
+
+public sealed partial class RaftNode
+{
+    private readonly List<PendingRead> _pendingReads = [];
+    private readonly List<(string? From, ReadOnlyMemory<byte> Context)> _readsBeforeFirstCommit = [];
+    private long _readSeq;
+
+    private readonly record struct PendingRead(long Seq, long Index, string? From, ReadOnlyMemory<byte> Context);
+
+    /// <summary>
+    /// Requests a linearizable read index (thesis §6.4). The leader records its commit index, confirms it still
+    /// leads with a round of heartbeats acknowledged by a quorum, then yields a <see cref="ReadState"/> with
+    /// <paramref name="context"/>. A follower forwards the request to its leader. Returns false when there is no
+    /// leader to ask; the request is silently dropped if leadership changes meanwhile (the driver times out).
+    /// </summary>
+    public bool ReadIndex(ReadOnlyMemory<byte> context)
+    {
+        if (Role == RaftRole.Leader)
+        {
+            LeaderReadIndex(null, context);
+            return true;
+        }
+
+        if (Leader is null)
+        {
+            return false;
+        }
+
+        Send(Msg(MessageType.ReadIndex, Leader) with { Context = context });
+        return true;
+    }
+
+    private void LeaderReadIndex(string? from, ReadOnlyMemory<byte> context)
+    {
+        if (_voters.Count == 1 && _voters.Contains(Id))
+        {
+            Respond(new PendingRead(0, _log.Committed, from, context));
+            return;
+        }
+
+        if (_log.Term(_log.Committed) != Term)
+        {
+            // Until an entry of this term commits, this leader's commit index may be behind the cluster's.
+            _readsBeforeFirstCommit.Add((from, context));
+            return;
+        }
+
+        _pendingReads.Add(new PendingRead(++_readSeq, _log.Committed, from, context));
+        BroadcastHeartbeat();
+    }
+
+    private void OnCommittedInTerm()
+    {
+        if (_readsBeforeFirstCommit.Count == 0)
+        {
+            return;
+        }
+
+        var waiting = _readsBeforeFirstCommit.ToArray();
+        _readsBeforeFirstCommit.Clear();
+        foreach (var (from, ctx) in waiting)
+        {
+            LeaderReadIndex(from, ctx);
+        }
+    }
+
+    private void ReleaseReads()
+    {
+        int released = 0;
+        while (released < _pendingReads.Count)
+        {
+            long seq = _pendingReads[released].Seq;
+            int acks = 0;
+            foreach (var v in _voters)
+            {
+                if (v == Id || (_prs.TryGetValue(v, out var pr) && pr.ReadAck >= seq))
+                {
+                    acks++;
+                }
+            }
+
+            if (acks < Quorum)
+            {
+                break;
+            }
+
+            Respond(_pendingReads[released]);
+            released++;
+        }
+
+        _pendingReads.RemoveRange(0, released);
+    }
+
+    private void Respond(PendingRead r)
+    {
+        if (r.From is null || r.From == Id)
+        {
+            _readStates.Add(new ReadState(r.Index, r.Context));
+        }
+        else
+        {
+            Send(Msg(MessageType.ReadIndexResponse, r.From) with { Index = r.Index, Context = r.Context });
+        }
+    }
+
+    private void ResetReads()
+    {
+        _pendingReads.Clear();
+        _readsBeforeFirstCommit.Clear();
+    }
+}

@@ -1,0 +1,61 @@
+namespace MiniKV.Consensus.Core;
+
+/// <summary>The role a node plays in its current term.</summary>
+public enum RaftRole : byte
+{
+    Follower = 1,
+    PreCandidate = 2,
+    Candidate = 3,
+    Leader = 4,
+}
+
+/// <summary>Volatile state worth reporting (not persisted).</summary>
+/// <param name="Leader">The leader this node knows of, or null.</param>
+/// <param name="Role">This node's role.</param>
+/// <param name="Term">The current term.</param>
+public readonly record struct SoftState(string? Leader, RaftRole Role, long Term);
+
+/// <summary>A confirmed read: once the local state machine has applied <paramref name="Index"/>, a read
+/// started before the request carrying <paramref name="Context"/> is linearizable.</summary>
+public readonly record struct ReadState(long Index, ReadOnlyMemory<byte> Context);
+
+/// <summary>
+/// What the driver must do after feeding the node inputs. Process a Ready in this order, then call
+/// <see cref="RaftNode.Advance"/>:
+/// <list type="number">
+/// <item>Persist <see cref="Snapshot"/> (install), <see cref="Entries"/> (append) and <see cref="HardState"/>, then
+/// make them durable with one sync. Nothing below may happen before that sync returns.</item>
+/// <item>Send <see cref="Messages"/>. Votes, acknowledgements and the leader's own claims in them depend on
+/// the state persisted in step 1 — this is the one rule that keeps a crash from un-saying a promise.</item>
+/// <item>Apply <see cref="CommittedEntries"/> in order (they are always persisted by step 1).</item>
+/// <item>Serve <see cref="ReadStates"/> once the applied index reaches each one's index.</item>
+/// </list>
+/// </summary>
+public sealed class Ready
+{
+    /// <summary>Set when role, leader or term changed since the last Ready.</summary>
+    public SoftState? SoftState { get; init; }
+
+    /// <summary>Set when the hard state changed since the last persisted one.</summary>
+    public HardState? HardState { get; init; }
+
+    /// <summary>A snapshot received from the leader that replaces the log; install it before appending <see cref="Entries"/>.</summary>
+    public SnapshotMetadata? Snapshot { get; init; }
+
+    /// <summary>Entries to append to durable storage (an entry whose index exists replaces it and all after it).</summary>
+    public IReadOnlyList<Entry> Entries { get; init; } = [];
+
+    /// <summary>Messages to send after the sync.</summary>
+    public IReadOnlyList<Message> Messages { get; init; } = [];
+
+    /// <summary>Entries newly known committed, to apply in order.</summary>
+    public IReadOnlyList<Entry> CommittedEntries { get; init; } = [];
+
+    /// <summary>Confirmed read indexes, in request order.</summary>
+    public IReadOnlyList<ReadState> ReadStates { get; init; } = [];
+
+    /// <summary>Whether the driver must sync storage before sending: true when the term, the vote, the log or
+    /// the snapshot changed. A hard state that only moved the commit index may be written without a sync
+    /// (a lost commit index is re-learned from the leader).</summary>
+    public bool MustSync { get; init; }
+}

@@ -1,0 +1,589 @@
+using System.Text;
+using MiniKV.Consensus.Core;
+
+namespace MiniKV.Consensus.Tests.Simulation;
+
+/// <summary>Fault rates of one simulation run, drawn from its seed.</summary>
+internal sealed record SimFaults(double Drop, double Duplicate, double Delay, double Crash, double Partition, double MidReadyCrash);
+
+/// <summary>
+/// A whole cluster in one thread under one seed: nodes, an in-memory network that drops, delays, duplicates
+/// and reorders, crash/restart with loss of unsynced writes, partitions. Every step checks the Raft safety
+/// invariants and throws <see cref="SimViolation"/> on the first broken one. The same seed replays exactly.
+/// </summary>
+internal sealed class SimCluster
+{
+    private readonly Random _rand;
+    private readonly List<InFlight> _network = [];
+    private readonly Dictionary<long, string> _leaderOfTerm = [];
+    private readonly Dictionary<(long Index, long Term), string> _fingerprints = [];
+    private readonly Dictionary<long, (long Term, string Print)> _applied = [];
+    private readonly Dictionary<string, int> _group = new(StringComparer.Ordinal);
+    private readonly List<(long Index, long Term, long CommittedBy)> _committed = [];
+    private readonly Dictionary<string, long> _pendingReads = [];
+    private long _proposalSeq;
+    private long _readSeq;
+
+    public SimCluster(int seed, int voters, int spares, SimFaults faults, int snapshotEvery)
+    {
+        Seed = seed;
+        _rand = new Random(seed);
+        Faults = faults;
+        SnapshotEvery = snapshotEvery;
+        var ids = Enumerable.Range(1, voters + spares).Select(i => $"n{i}").ToList();
+        var bootstrap = new ConfState(ids.Take(voters).ToList(), []);
+        foreach (var id in ids)
+        {
+            var n = new SimNode(id, ids.IndexOf(id) < voters ? bootstrap : null, _rand.Next());
+            Nodes[id] = n;
+            n.Start();
+            _group[id] = 0;
+        }
+    }
+
+    public int Seed { get; }
+
+    public SimFaults Faults { get; }
+
+    public int SnapshotEvery { get; }
+
+    public long Now { get; private set; }
+
+    public SortedDictionary<string, SimNode> Nodes { get; } = new(StringComparer.Ordinal);
+
+    public long ProposalsApplied { get; private set; }
+
+    public long ReadsServed { get; private set; }
+
+    public long Elections => _leaderOfTerm.Count;
+
+    private sealed record InFlight(long DeliverAt, Message Message, (long Index, Entry?[] Data)? Snapshot);
+
+    public IEnumerable<SimNode> Alive => Nodes.Values.Where(n => n.Alive);
+
+    public SimNode? Leader => Alive.Where(n => n.Raft.Role == RaftRole.Leader).MaxBy(n => n.Raft.Term);
+
+    /// <summary>One tick of simulated time with faults.</summary>
+    public void Round(bool chaos)
+    {
+        Now++;
+        if (chaos)
+        {
+            InjectFaults();
+        }
+
+        foreach (var n in Alive)
+        {
+            n.Raft.Tick();
+        }
+
+        if (_rand.NextDouble() < 0.5)
+        {
+            ProposeSomewhere();
+        }
+
+        if (_rand.NextDouble() < 0.05)
+        {
+            ReadSomewhere();
+        }
+
+        if (chaos && _rand.NextDouble() < 0.01)
+        {
+            ChangeMembership();
+        }
+
+        if (chaos && _rand.NextDouble() < 0.005 && Leader is { } l)
+        {
+            var others = l.Raft.Voters.Where(v => v != l.Id).ToList();
+            if (others.Count > 0)
+            {
+                l.Raft.TransferLeadership(others[_rand.Next(others.Count)]);
+            }
+        }
+
+        Settle(chaos);
+    }
+
+    /// <summary>Processes Readies and delivers due messages until nothing is left for this tick.</summary>
+    private void Settle(bool chaos)
+    {
+        for (int guard = 0; guard < 10_000; guard++)
+        {
+            bool progress = false;
+            foreach (var n in Alive.ToList())
+            {
+                if (n.Raft.HasReady)
+                {
+                    ProcessReady(n, chaos);
+                    progress = true;
+                }
+            }
+
+            var due = _network.Where(f => f.DeliverAt <= Now).ToList();
+            if (due.Count > 0)
+            {
+                progress = true;
+                foreach (var f in due)
+                {
+                    _network.Remove(f);
+                }
+
+                Shuffle(due);
+                foreach (var f in due)
+                {
+                    Deliver(f);
+                }
+            }
+
+            if (!progress)
+            {
+                return;
+            }
+        }
+
+        throw new SimViolation(Seed, "the cluster did not settle within one tick (message storm)");
+    }
+
+    private void ProcessReady(SimNode n, bool chaos)
+    {
+        var rd = n.Raft.GetReady();
+        if (rd.SoftState is { Role: RaftRole.Leader } s)
+        {
+            CheckNewLeader(n, s.Term);
+        }
+
+        // 1. persist with one sync
+        if (rd.Snapshot is not null)
+        {
+            n.Storage.InstallSnapshot(rd.Snapshot);
+        }
+
+        if (rd.Entries.Count > 0)
+        {
+            n.Storage.Append(rd.Entries);
+        }
+
+        if (rd.HardState is { } hs)
+        {
+            n.Storage.SetHardState(hs);
+        }
+
+        if (chaos && rd.MustSync && _rand.NextDouble() < Faults.MidReadyCrash)
+        {
+            Crash(n);
+            return;
+        }
+
+        n.Storage.Sync();
+
+        // Only what survived the sync counts: a write lost in a crash was never seen by anyone.
+        foreach (var e in rd.Entries)
+        {
+            RecordFingerprint(n, e);
+        }
+
+        // 2. send
+        foreach (var m in rd.Messages)
+        {
+            Send(n, m);
+        }
+
+        // 3. install the snapshot in the state machine, then apply
+        if (rd.Snapshot is not null)
+        {
+            var data = n.ReceivedSnapshot ?? throw new SimViolation(Seed, $"{n.Id}: core installed a snapshot the driver never received");
+            if (data.Index != rd.Snapshot.Index)
+            {
+                throw new SimViolation(Seed, $"{n.Id}: snapshot data {data.Index} vs metadata {rd.Snapshot.Index}");
+            }
+
+            n.Sm.Restore(data.Index, data.Data);
+        }
+
+        n.ReceivedSnapshot = null;
+        foreach (var e in rd.CommittedEntries)
+        {
+            Apply(n, e);
+        }
+
+        // 4. reads
+        foreach (var r in rd.ReadStates)
+        {
+            string key = Encoding.UTF8.GetString(r.Context.Span);
+            if (_pendingReads.Remove(key, out long mustSee) && r.Index < mustSee)
+            {
+                throw new SimViolation(Seed, $"{n.Id}: read index {r.Index} misses index {mustSee} applied before the read started");
+            }
+
+            ReadsServed++;
+        }
+
+        n.Raft.Advance(rd);
+        MaybeSnapshot(n);
+    }
+
+    private void Apply(SimNode n, Entry e)
+    {
+        if (e.Index <= n.Sm.AppliedIndex)
+        {
+            if (n.Sm.Applied[(int)e.Index] is { } had && Print(had) != Print(e))
+            {
+                throw new SimViolation(Seed, $"{n.Id}: re-applied index {e.Index} differs from what it applied before");
+            }
+
+            return;
+        }
+
+        if (e.Index != n.Sm.AppliedIndex + 1)
+        {
+            throw new SimViolation(Seed, $"{n.Id}: applies {e.Index} after {n.Sm.AppliedIndex}");
+        }
+
+        string print = Print(e);
+        if (_applied.TryGetValue(e.Index, out var prior))
+        {
+            if (prior.Term != e.Term || prior.Print != print)
+            {
+                throw new SimViolation(Seed, $"state machine safety: {n.Id} applies ({e.Index},{e.Term}) but ({e.Index},{prior.Term}) was applied elsewhere");
+            }
+        }
+        else
+        {
+            _applied[e.Index] = (e.Term, print);
+            _committed.Add((e.Index, e.Term, Nodes.Values.Max(x => x.Raft.Term)));
+        }
+
+        n.Sm.Applied.Add(e);
+        if (e.Kind == EntryKind.Normal)
+        {
+            ProposalsApplied++;
+        }
+    }
+
+    private void MaybeSnapshot(SimNode n)
+    {
+        if (SnapshotEvery <= 0 || n.Raft.AppliedIndex != n.Sm.AppliedIndex)
+        {
+            return;
+        }
+
+        long last = n.Sm.Snapshot?.Index ?? 0;
+        if (n.Sm.AppliedIndex - last < SnapshotEvery)
+        {
+            return;
+        }
+
+        var meta = n.Raft.SnapshotMetadataAtApplied();
+        n.Sm.Snapshot = (meta.Index, n.Sm.TakeSnapshot());
+        n.Storage.Compact(meta);
+        n.Storage.Sync();
+        n.Raft.Compact(meta);
+    }
+
+    private void Send(SimNode from, Message m)
+    {
+        (long, Entry?[])? snap = null;
+        if (m.Type == MessageType.Snapshot)
+        {
+            // Like RaftHost: the snapshot bytes must be the state machine's at exactly the metadata's index.
+            if (from.Sm.Snapshot is not { } s || s.Index != m.Snapshot!.Index)
+            {
+                from.Raft.ReportSnapshot(m.To, success: false);
+                return;
+            }
+
+            snap = s;
+        }
+
+        if (_rand.NextDouble() < Faults.Drop || !Reachable(m.From, m.To))
+        {
+            if (snap is not null)
+            {
+                from.Raft.ReportSnapshot(m.To, success: false);
+            }
+
+            return;
+        }
+
+        long delay = _rand.NextDouble() < Faults.Delay ? _rand.Next(1, 4) : 0;
+        _network.Add(new InFlight(Now + delay, m, snap));
+        if (_rand.NextDouble() < Faults.Duplicate)
+        {
+            _network.Add(new InFlight(Now + _rand.Next(0, 6), m, snap));
+        }
+
+        if (snap is not null)
+        {
+            // The simulated transport streams it at once; a loss is reported instead.
+            from.Raft.ReportSnapshot(m.To, success: true);
+        }
+    }
+
+    private void Deliver(InFlight f)
+    {
+        var to = Nodes[f.Message.To];
+        if (!to.Alive || !Reachable(f.Message.From, f.Message.To))
+        {
+            return;
+        }
+
+        if (f.Snapshot is { } s)
+        {
+            to.ReceivedSnapshot = s;
+        }
+
+        to.Raft.Step(f.Message);
+        if (f.Snapshot is not null && to.Raft.HasReady)
+        {
+            // Process now, while ReceivedSnapshot belongs to this message.
+            ProcessReady(to, chaos: false);
+        }
+
+        to.ReceivedSnapshot = null;
+    }
+
+    private bool Reachable(string a, string b) => _group[a] == _group[b];
+
+    private void InjectFaults()
+    {
+        foreach (var n in Nodes.Values)
+        {
+            if (n.Alive && _rand.NextDouble() < Faults.Crash)
+            {
+                Crash(n);
+            }
+            else if (!n.Alive && _rand.NextDouble() < 0.05)
+            {
+                n.Start();
+            }
+        }
+
+        if (_rand.NextDouble() < Faults.Partition)
+        {
+            foreach (var id in Nodes.Keys)
+            {
+                _group[id] = _rand.NextDouble() < 0.3 ? 1 : 0;
+            }
+        }
+        else if (_rand.NextDouble() < Faults.Partition * 2)
+        {
+            Heal();
+        }
+    }
+
+    public void Heal()
+    {
+        foreach (var id in Nodes.Keys)
+        {
+            _group[id] = 0;
+        }
+    }
+
+    public void RestartAll()
+    {
+        foreach (var n in Nodes.Values.Where(n => !n.Alive))
+        {
+            n.Start();
+        }
+    }
+
+    private void Crash(SimNode n)
+    {
+        n.Crash();
+        _network.RemoveAll(f => f.Message.To == n.Id);
+    }
+
+    private void ProposeSomewhere()
+    {
+        var alive = Alive.ToList();
+        if (alive.Count == 0)
+        {
+            return;
+        }
+
+        var n = _rand.NextDouble() < 0.8 && Leader is { } l ? l : alive[_rand.Next(alive.Count)];
+        n.Raft.Propose(Encoding.UTF8.GetBytes($"p{++_proposalSeq}"), Guid.Empty);
+    }
+
+    private void ReadSomewhere()
+    {
+        var alive = Alive.ToList();
+        if (alive.Count == 0)
+        {
+            return;
+        }
+
+        var n = alive[_rand.Next(alive.Count)];
+        string key = $"r{++_readSeq}";
+        long mustSee = _committed.Count == 0 ? 0 : _committed.Max(c => c.Index);
+        if (n.Raft.ReadIndex(Encoding.UTF8.GetBytes(key)))
+        {
+            _pendingReads[key] = mustSee;
+        }
+    }
+
+    private void ChangeMembership()
+    {
+        if (Leader is not { } l)
+        {
+            return;
+        }
+
+        var voters = l.Raft.Voters.ToList();
+        var learners = l.Raft.Learners.ToList();
+        var outsiders = Nodes.Keys.Where(id => !voters.Contains(id) && !learners.Contains(id)).ToList();
+        ConfChange? change = _rand.Next(3) switch
+        {
+            0 when outsiders.Count > 0 => new ConfChange(ConfChangeKind.AddLearner, outsiders[_rand.Next(outsiders.Count)], ""),
+            1 when learners.Count > 0 => new ConfChange(ConfChangeKind.PromoteLearner, learners[_rand.Next(learners.Count)], ""),
+            2 when voters.Count > 3 => new ConfChange(ConfChangeKind.Remove, voters[_rand.Next(voters.Count)], ""),
+            _ => null,
+        };
+        if (change is not null)
+        {
+            l.Raft.ProposeConfChange(change);
+        }
+    }
+
+    private void Shuffle<T>(List<T> list)
+    {
+        for (int i = list.Count - 1; i > 0; i--)
+        {
+            int j = _rand.Next(i + 1);
+            (list[i], list[j]) = (list[j], list[i]);
+        }
+    }
+
+    private static string Print(Entry e) =>
+        $"{e.Kind}:{e.RequestId}:{Convert.ToHexString(e.Data.Span)}";
+
+    /// <summary>Log matching, checked per entry: entries with the same (index, term) anywhere carry the same
+    /// command and follow the same previous term, which by induction makes the whole prefixes equal.</summary>
+    private void RecordFingerprint(SimNode n, Entry e)
+    {
+        string print = $"{Print(e)}:{n.Raft.TermAt(e.Index - 1)}";
+        if (_fingerprints.TryGetValue((e.Index, e.Term), out var prior))
+        {
+            if (prior != print)
+            {
+                throw new SimViolation(Seed, $"log matching: {n.Id} has ({e.Index},{e.Term}) = {print}, elsewhere {prior}");
+            }
+        }
+        else
+        {
+            _fingerprints[(e.Index, e.Term)] = print;
+        }
+    }
+
+    /// <summary>Election safety and leader completeness, checked when a node becomes leader.</summary>
+    private void CheckNewLeader(SimNode n, long term)
+    {
+        if (_leaderOfTerm.TryGetValue(term, out var other) && other != n.Id)
+        {
+            throw new SimViolation(Seed, $"election safety: {other} and {n.Id} both lead term {term}");
+        }
+
+        _leaderOfTerm[term] = n.Id;
+        // An entry first applied while the highest term anywhere was T was committed in a term <= T, so
+        // every leader of a term above T must hold it.
+        foreach (var (index, t, by) in _committed)
+        {
+            if (term <= by || index < n.Raft.FirstIndex - 1)
+            {
+                continue;
+            }
+
+            long have = n.Raft.TermAt(index);
+            if (have != t)
+            {
+                throw new SimViolation(Seed, $"leader completeness: {n.Id} leads term {term} without committed ({index},{t}) (has term {have})");
+            }
+        }
+    }
+
+    /// <summary>Committed entries never lost: every committed entry is in the log of every current leader.</summary>
+    public void CheckLeaders()
+    {
+        foreach (var n in Alive.Where(n => n.Raft.Role == RaftRole.Leader))
+        {
+            CheckNewLeader(n, n.Raft.Term);
+        }
+    }
+
+    /// <summary>Liveness: with everyone up and connected, a leader appears and a proposal commits within a bound.</summary>
+    public void CheckLiveness(int maxTicks)
+    {
+        Heal();
+        RestartAll();
+        long start = Now;
+        long target = -1;
+        string? proposer = null;
+        while (Now - start < maxTicks)
+        {
+            Round(chaos: false);
+            var leader = Leader;
+            if (leader is null)
+            {
+                continue;
+            }
+
+            if (target < 0 || leader.Id != proposer)
+            {
+                target = leader.Raft.Propose(Encoding.UTF8.GetBytes($"live{Now}"), Guid.Empty);
+                proposer = leader.Id;
+                continue;
+            }
+
+            if (leader.Raft.Voters.All(v => Nodes[v].Sm.AppliedIndex >= target))
+            {
+                return;
+            }
+        }
+
+        throw new SimViolation(Seed, $"liveness: no leader committing to every voter within {maxTicks} ticks (leader {Leader?.Id}, target {target})");
+    }
+}
+
+/// <summary>One simulated node: its core, its fake disk and its application.</summary>
+internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
+{
+    private readonly Random _rand = new(seed);
+
+    public string Id { get; } = id;
+
+    public FakeRaftStorage Storage { get; } = new();
+
+    public SimStateMachine Sm { get; } = new();
+
+    public RaftNode Raft { get; private set; } = null!;
+
+    public bool Alive { get; private set; }
+
+    public (long Index, Entry?[] Data)? ReceivedSnapshot { get; set; }
+
+    public void Start()
+    {
+        var opts = new RaftNodeOptions
+        {
+            Id = Id,
+            Random = new Random(_rand.Next()),
+            MaxEntriesPerAppend = 8,
+            MaxInflightAppends = 4,
+        };
+        Raft = new RaftNode(opts, Storage.Load(), bootstrap);
+        Alive = true;
+    }
+
+    public void Crash()
+    {
+        Storage.Crash();
+        Alive = false;
+        ReceivedSnapshot = null;
+    }
+}
+
+internal sealed class SimViolation(int seed, string what)
+    : Exception($"seed {seed}: {what} (replay: MINIKV_RAFT_SEED={seed} dotnet test --filter ReplaySeed)")
+{
+    public int Seed { get; } = seed;
+}

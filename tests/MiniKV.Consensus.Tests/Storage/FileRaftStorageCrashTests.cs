@@ -131,6 +131,39 @@ public sealed class FileRaftStorageCrashTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_later_segment_that_leaves_a_gap_is_not_trusted()
+    {
+        // A file system that orders writes less kindly than FaultyFileSystem's prefixes could keep a new segment
+        // while losing the end of the one before it.
+        var random = new Random(24);
+        var fs = new FaultyFileSystem();
+        var entries = MakeEntries(1, 1, 5, random);
+        using (var storage = new FileRaftStorage(Dir, fs))
+        {
+            storage.Load();
+            storage.Append(entries);
+            storage.Sync();
+        }
+        var orphan = Path.Combine(Dir, FileRaftStorage.SegmentFileName(3));
+        var crc = new System.IO.Hashing.Crc32();
+        var gap = MakeEntry(1, 8, random);
+        var bytes = new byte[RaftLogRecord.EntryRecordSize(gap)];
+        RaftLogRecord.EncodeEntry(bytes, gap, crc);
+        using (var file = fs.Open(orphan, MiniKV.Storage.IO.OpenMode.CreateNew))
+        {
+            file.Write(0, bytes);
+            file.Flush();
+        }
+        fs.SyncDirectory(Dir);
+
+        using var reopened = new FileRaftStorage(Dir, fs);
+        AssertLog(entries, reopened.Load().Entries);
+        Assert.Empty(fs.ReadAllBytes(orphan));
+        reopened.Append(MakeEntries(1, 6, 1, random));
+        reopened.Sync();
+    }
+
+    [Fact]
     public void Seeded_crashes_never_lose_synced_state_nor_show_half_of_anything()
     {
         var seeds = Environment.GetEnvironmentVariable("MINIKV_HEAVY") == "1" ? 5000 : 150;

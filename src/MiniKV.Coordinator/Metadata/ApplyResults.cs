@@ -1,0 +1,27 @@
+namespace MiniKV.Coordinator.Metadata;
+
+/// <summary>How one write of a batch ended at its commit point.</summary>
+public enum WriteStatus : byte
+{
+    /// <summary>Applied; <see cref="WriteOutcome.Version"/> is the key's new version (0 for a delete).</summary>
+    Applied = 1,
+
+    /// <summary>The write's condition (If-Match / If-None-Match) did not hold; nothing changed.</summary>
+    PreconditionFailed = 2,
+
+    /// <summary>A delete of a key that does not exist; nothing changed.</summary>
+    NotFound = 3,
+
+    /// <summary>The write lost a race it cannot win: its version is not above the key's current one, or it was
+    /// begun under an earlier leader's term. Nothing changed; the transaction is recorded aborted.</summary>
+    Conflict = 4,
+}
+
+/// <summary>The outcome of one write.</summary>
+/// <param name="Status">How it ended.</param>
+/// <param name="Version">The key's version after the write (the new one when applied).</param>
+/// <param name="Previous">The record the write replaced or deleted, when there was one (its volumes hold old copies).</param>
+public readonly record struct WriteOutcome(WriteStatus Status, ulong Version, KeyRecord? Previous);
+
+/// <summary>What a <see cref="Commands.WriteBatchCommand"/> entry returns: one outcome per write, in order.</summary>
+public sealed record WriteBatchResult(IReadOnlyList<WriteOutcome> Outcomes);

@@ -1,0 +1,193 @@
+using System.Text;
+using MiniKV.Coordinator.Metadata.Commands;
+
+namespace MiniKV.Coordinator.Metadata;
+
+/// <summary>One page of a listing in byte order.</summary>
+/// <param name="Keys">The keys' records, in byte order.</param>
+/// <param name="Truncated">More keys match after the last one.</param>
+public sealed record KeyPage(IReadOnlyList<KeyRecord> Keys, bool Truncated);
+
+/// <summary>
+/// The volume registry and shard map as of some applied index. Small, so the state machine keeps the current one
+/// in memory and replaces it whole on change; readers get a consistent view without locks. Immutable.
+/// </summary>
+public sealed class RegistryView
+{
+    public static readonly RegistryView Empty = new(new Dictionary<string, VolumeRecord>(StringComparer.Ordinal), new IReadOnlyList<string>?[Common.Shards.Count]);
+
+    private RegistryView(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards)
+    {
+        Volumes = volumes;
+        ShardMap = shards;
+        var built = false;
+        foreach (var s in shards)
+        {
+            built |= s != null;
+        }
+        HasShardMap = built;
+    }
+
+    public IReadOnlyDictionary<string, VolumeRecord> Volumes { get; }
+
+    /// <summary>Each shard's ordered replica list, or null for a shard never assigned.</summary>
+    public IReadOnlyList<IReadOnlyList<string>?> ShardMap { get; }
+
+    /// <summary>Whether the map was built (at the first write, or by rebalance).</summary>
+    public bool HasShardMap { get; }
+
+    internal RegistryView With(VolumeRecord volume)
+    {
+        var volumes = new Dictionary<string, VolumeRecord>((Dictionary<string, VolumeRecord>)Volumes, StringComparer.Ordinal)
+        {
+            [volume.Id] = volume,
+        };
+        return new RegistryView(volumes, (IReadOnlyList<string>?[])ShardMap);
+    }
+
+    internal RegistryView WithShards(IReadOnlyList<ShardAssignment> assignments)
+    {
+        var shards = (IReadOnlyList<string>?[])((IReadOnlyList<string>?[])ShardMap).Clone();
+        foreach (var a in assignments)
+        {
+            shards[a.Shard] = a.Volumes;
+        }
+        return new RegistryView((Dictionary<string, VolumeRecord>)Volumes, shards);
+    }
+
+    internal static RegistryView Create(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards) => new(volumes, shards);
+}
+
+public sealed partial class MetadataStateMachine
+{
+    /// <summary>The volume registry and shard map as of <see cref="AppliedIndex"/>.</summary>
+    public RegistryView Registry => _registry;
+
+    /// <summary>The key's current record, or null when absent.</summary>
+    public KeyRecord? GetKey(byte[] key)
+    {
+        _swap.EnterReadLock();
+        try
+        {
+            return ReadKey(_h, key);
+        }
+        finally
+        {
+            _swap.ExitReadLock();
+        }
+    }
+
+    /// <summary>
+    /// Keys that start with <paramref name="prefix"/> and sort after <paramref name="startAfter"/> (byte order), at
+    /// most <paramref name="limit"/>.
+    /// </summary>
+    public KeyPage List(ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> startAfter, int limit)
+    {
+        var from = prefix.ToArray();
+        if (startAfter.SequenceCompareTo(prefix) >= 0)
+        {
+            // The smallest key after startAfter is startAfter followed by a zero byte.
+            from = new byte[startAfter.Length + 1];
+            startAfter.CopyTo(from);
+        }
+        var keys = new List<KeyRecord>(Math.Min(limit, 1024));
+        var truncated = false;
+        _swap.EnterReadLock();
+        try
+        {
+            using var iterator = _h.Db.NewIterator(_h.Keys);
+            for (iterator.Seek(from); iterator.Valid(); iterator.Next())
+            {
+                var key = iterator.Key();
+                if (!key.AsSpan().StartsWith(prefix))
+                {
+                    break;
+                }
+                if (keys.Count == limit)
+                {
+                    truncated = true;
+                    break;
+                }
+                keys.Add(MetadataRecords.DecodeKey(key, iterator.Value()));
+            }
+        }
+        finally
+        {
+            _swap.ExitReadLock();
+        }
+        return new KeyPage(keys, truncated);
+    }
+
+    /// <summary>Counts every key (a full scan of the keys family: for status pages, not hot paths).</summary>
+    public long CountKeys()
+    {
+        long count = 0;
+        _swap.EnterReadLock();
+        try
+        {
+            using var iterator = _h.Db.NewIterator(_h.Keys);
+            for (iterator.SeekToFirst(); iterator.Valid(); iterator.Next())
+            {
+                count++;
+            }
+        }
+        finally
+        {
+            _swap.ExitReadLock();
+        }
+        return count;
+    }
+
+    /// <summary>What the metadata recorded for a transaction: committed, aborted, or unknown (no record).</summary>
+    public TransactionOutcomeKind GetTransactionOutcome(TransactionId transaction)
+    {
+        _swap.EnterReadLock();
+        try
+        {
+            return TransactionOutcome(_h, transaction).Outcome;
+        }
+        finally
+        {
+            _swap.ExitReadLock();
+        }
+    }
+
+    private static KeyRecord? ReadKey(Handles h, byte[] key)
+    {
+        var value = h.Db.Get(key, h.Keys);
+        return value == null ? null : MetadataRecords.DecodeKey(key, value);
+    }
+
+    private static (TransactionOutcomeKind Outcome, long Index) TransactionOutcome(Handles h, TransactionId transaction)
+    {
+        var value = h.Db.Get(transaction.ToArray(), h.Transactions);
+        return value == null ? (TransactionOutcomeKind.Unknown, 0) : MetadataRecords.DecodeTransaction(value);
+    }
+
+    private static RegistryView LoadRegistry(Handles h)
+    {
+        var volumes = new Dictionary<string, VolumeRecord>(StringComparer.Ordinal);
+        using (var iterator = h.Db.NewIterator(h.Volumes))
+        {
+            for (iterator.SeekToFirst(); iterator.Valid(); iterator.Next())
+            {
+                var id = Encoding.UTF8.GetString(iterator.Key());
+                volumes[id] = MetadataRecords.DecodeVolume(id, iterator.Value());
+            }
+        }
+        var shards = new IReadOnlyList<string>?[Common.Shards.Count];
+        using (var iterator = h.Db.NewIterator(h.Shards))
+        {
+            for (iterator.SeekToFirst(); iterator.Valid(); iterator.Next())
+            {
+                var key = iterator.Key();
+                var shard = (key[0] << 8) | key[1];
+                if (shard < shards.Length)
+                {
+                    shards[shard] = MetadataRecords.DecodeShard(iterator.Value());
+                }
+            }
+        }
+        return RegistryView.Create(volumes, shards);
+    }
+}

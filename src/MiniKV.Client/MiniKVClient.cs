@@ -168,6 +168,7 @@ public sealed partial class MiniKVClient : IDisposable
             {
                 return info;
             }
+            options.HeadersReceived?.Invoke(info);
             var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferSize);
             long written = 0;
             try

@@ -41,6 +41,9 @@ public sealed record GetOptions
 
     /// <summary><c>?consistency=stale</c>: any coordinator may answer from its local state.</summary>
     public bool Stale { get; init; }
+
+    /// <summary>Called once with the answer's headers before the body is copied (e.g. to size a progress bar).</summary>
+    public Action<ObjectInfo>? HeadersReceived { get; init; }
 }
 
 /// <summary>What a GET or HEAD said about a value (its headers). Immutable.</summary>

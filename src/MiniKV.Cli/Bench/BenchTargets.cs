@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using MiniKV.Client;
+
+namespace MiniKV.Cli.Bench;
+
+/// <summary>What a benchmark worker calls; an answer other than success is an error string. One instance per run, shared by the workers.</summary>
+internal interface IBenchTarget : IDisposable
+{
+    string Name { get; }
+
+    /// <summary>Writes the benchmark value under key number <paramref name="key"/>; null on success, else the error.</summary>
+    Task<string?> WriteAsync(int key, CancellationToken cancellationToken);
+
+    /// <summary>Reads key number <paramref name="key"/> completely; null on success, else the error.</summary>
+    Task<string?> ReadAsync(int key, CancellationToken cancellationToken);
+}
+
+/// <summary>minikv through <see cref="MiniKVClient"/>, as any .NET program would use it.</summary>
+internal sealed class MiniKVBenchTarget(MiniKVClient client, string keyPrefix, ReadOnlyMemory<byte> pattern, long valueSize, bool stale) : IBenchTarget
+{
+    private readonly GetOptions _read = new() { Stale = stale };
+
+    public string Name => "minikv";
+
+    public async Task<string?> WriteAsync(int key, CancellationToken cancellationToken)
+    {
+        using var body = new PatternStream(pattern, valueSize);
+        var result = await client.PutAsync(BenchKeys.Name(keyPrefix, key), body, null, null, cancellationToken);
+        return result.IsSuccess ? null : Describe(result.Error!);
+    }
+
+    public async Task<string?> ReadAsync(int key, CancellationToken cancellationToken)
+    {
+        var result = await client.GetAsync(BenchKeys.Name(keyPrefix, key), Stream.Null, _read, null, cancellationToken);
+        return result.IsSuccess ? null : Describe(result.Error!);
+    }
+
+    public void Dispose() => client.Dispose();
+
+    private static string Describe(MiniKVError error) => error.Status == 0 ? $"{error.Code}: {error.Message}" : $"{error.Status} {error.Code}";
+}
+
+/// <summary>
+/// etcd v3 through its HTTP/JSON gateway (<c>POST /v3/kv/put</c> and <c>/v3/kv/range</c>, keys and values in
+/// base64), the same transport shape as minikv's HTTP API: HTTP/1.1, JSON, one pooled connection per worker.
+/// Serializable reads are etcd's counterpart of minikv's stale reads.
+/// </summary>
+internal sealed class EtcdBenchTarget : IBenchTarget
+{
+    private readonly HttpClient _http;
+    private readonly Uri _put;
+    private readonly Uri _range;
+    private readonly string _keyPrefix;
+    private readonly string _valueBase64;
+    private readonly bool _serializable;
+
+    public EtcdBenchTarget(Uri endpoint, int connections, string keyPrefix, byte[] value, bool serializable)
+    {
+        _http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = connections, UseProxy = false, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) })
+        {
+            Timeout = TimeSpan.FromSeconds(30),
+        };
+        var root = endpoint.GetLeftPart(UriPartial.Authority);
+        _put = new Uri(root + "/v3/kv/put");
+        _range = new Uri(root + "/v3/kv/range");
+        _keyPrefix = keyPrefix;
+        _valueBase64 = Convert.ToBase64String(value);
+        _serializable = serializable;
+    }
+
+    public string Name => "etcd";
+
+    public Task<string?> WriteAsync(int key, CancellationToken cancellationToken) =>
+        PostAsync(_put, $"{{\"key\":\"{KeyBase64(key)}\",\"value\":\"{_valueBase64}\"}}", expectValue: false, cancellationToken);
+
+    public Task<string?> ReadAsync(int key, CancellationToken cancellationToken) =>
+        PostAsync(_range, $"{{\"key\":\"{KeyBase64(key)}\"{(_serializable ? ",\"serializable\":true" : "")}}}", expectValue: true, cancellationToken);
+
+    public void Dispose() => _http.Dispose();
+
+    private string KeyBase64(int key) => Convert.ToBase64String(Encoding.UTF8.GetBytes(BenchKeys.Name(_keyPrefix, key)));
+
+    private async Task<string?> PostAsync(Uri uri, string json, bool expectValue, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var content = new StringContent(json, Encoding.UTF8, "application/json");
+            using var response = await _http.PostAsync(uri, content, cancellationToken);
+            var body = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (response.StatusCode != HttpStatusCode.OK)
+            {
+                return string.Create(CultureInfo.InvariantCulture, $"{(int)response.StatusCode} {body[..Math.Min(body.Length, 120)]}");
+            }
+            // A range of a missing key answers 200 without "kvs": count it as the error it is for a benchmark read.
+            return expectValue && !body.Contains("\"kvs\"", StringComparison.Ordinal) ? "not found" : null;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            return e.GetType().Name + ": " + e.Message;
+        }
+    }
+}
+
+internal static class BenchKeys
+{
+    public static string Name(string prefix, int key) => prefix + key.ToString("D8", CultureInfo.InvariantCulture);
+}

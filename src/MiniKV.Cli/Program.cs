@@ -1,0 +1,1 @@
+return await MiniKV.Cli.CliApp.RunAsync(args, MiniKV.Cli.CliConsole.FromProcess());

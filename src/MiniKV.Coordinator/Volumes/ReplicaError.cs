@@ -80,7 +80,7 @@ public readonly record struct ReplicaError(ReplicaErrorKind Kind, string Code, s
         {
             return null;
         }
-        var metadata = new Metadata();
+        var metadata = new Grpc.Core.Metadata();
         if (status.Error.Length > 0)
         {
             metadata.Add(ErrorTrailer, status.Error);

@@ -11,6 +11,10 @@ public enum ProposalStatus : byte
 
     /// <summary>Appended but the outcome is not known (leadership lost or timed out before commit). It may still commit.</summary>
     Unknown = 3,
+
+    /// <summary>Refused by the leader without appending: a membership change while another is still pending,
+    /// or one that does not fit the current membership (e.g. promoting a node that is not a learner).</summary>
+    Rejected = 4,
 }
 
 /// <summary>The outcome of <see cref="IConsensus.ProposeAsync"/>.</summary>

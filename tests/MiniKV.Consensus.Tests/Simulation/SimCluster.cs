@@ -152,6 +152,20 @@ internal sealed class SimCluster
             CheckNewLeader(n, s.Term);
         }
 
+        // 0. like RaftHost: restore the (durable) state machine from a received snapshot before the log
+        // forgets its entries, so a crash in between leaves a state machine ahead of the log (it skips
+        // re-applied indexes), never behind a log that no longer holds what it misses.
+        if (rd.Snapshot is not null)
+        {
+            var data = n.ReceivedSnapshot ?? throw new SimViolation(Seed, $"{n.Id}: core installed a snapshot the driver never received");
+            if (data.Index != rd.Snapshot.Index)
+            {
+                throw new SimViolation(Seed, $"{n.Id}: snapshot data {data.Index} vs metadata {rd.Snapshot.Index}");
+            }
+
+            n.Sm.Restore(data.Index, data.Data);
+        }
+
         // 1. persist with one sync
         if (rd.Snapshot is not null)
         {
@@ -188,18 +202,7 @@ internal sealed class SimCluster
             Send(n, m);
         }
 
-        // 3. install the snapshot in the state machine, then apply
-        if (rd.Snapshot is not null)
-        {
-            var data = n.ReceivedSnapshot ?? throw new SimViolation(Seed, $"{n.Id}: core installed a snapshot the driver never received");
-            if (data.Index != rd.Snapshot.Index)
-            {
-                throw new SimViolation(Seed, $"{n.Id}: snapshot data {data.Index} vs metadata {rd.Snapshot.Index}");
-            }
-
-            n.Sm.Restore(data.Index, data.Data);
-        }
-
+        // 3. apply
         n.ReceivedSnapshot = null;
         foreach (var e in rd.CommittedEntries)
         {
@@ -262,16 +265,18 @@ internal sealed class SimCluster
 
     private void MaybeSnapshot(SimNode n)
     {
-        if (SnapshotEvery <= 0 || n.Raft.AppliedIndex != n.Sm.AppliedIndex)
+        if ((SnapshotEvery <= 0 && !n.SnapshotWanted) || n.Raft.AppliedIndex != n.Sm.AppliedIndex)
         {
             return;
         }
 
         long last = n.Sm.Snapshot?.Index ?? 0;
-        if (n.Sm.AppliedIndex - last < SnapshotEvery)
+        if (n.Sm.AppliedIndex - last < SnapshotEvery && !n.SnapshotWanted)
         {
             return;
         }
+
+        n.SnapshotWanted = false;
 
         var meta = n.Raft.SnapshotMetadataAtApplied();
         n.Sm.Snapshot = (meta.Index, n.Sm.TakeSnapshot());
@@ -288,6 +293,9 @@ internal sealed class SimCluster
             // Like RaftHost: the snapshot bytes must be the state machine's at exactly the metadata's index.
             if (from.Sm.Snapshot is not { } s || s.Index != m.Snapshot!.Index)
             {
+                // The log's snapshot point and the state machine's last snapshot differ (a crash between
+                // the two): take a fresh snapshot so the next attempt has matching bytes.
+                from.SnapshotWanted = true;
                 from.Raft.ReportSnapshot(m.To, success: false);
                 return;
             }
@@ -560,6 +568,8 @@ internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
     public bool Alive { get; private set; }
 
     public (long Index, Entry?[] Data)? ReceivedSnapshot { get; set; }
+
+    public bool SnapshotWanted { get; set; }
 
     public void Start()
     {

@@ -1,0 +1,313 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using MiniKV.Consensus.Core;
+
+namespace MiniKV.Consensus.Hosting;
+
+/// <summary>
+/// Runs a <see cref="RaftNode"/>: one dedicated thread owns the node and does, for every Ready, one storage
+/// append and one sync (group commit: every proposal queued since the previous Ready goes into it), then
+/// the sends, then applies committed entries to the state machine in batches. Everything else (proposals,
+/// messages, reads) reaches that thread through one queue, so callers never block on the core.
+/// Thread-safe. Does not own (dispose) the storage, the transport or the state machine.
+/// </summary>
+public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDisposable
+{
+    private readonly RaftHostOptions _opts;
+    private readonly IRaftStorage _storage;
+    private readonly IRaftTransport _transport;
+    private readonly IRaftStateMachine _sm;
+    private readonly RaftNode _node;
+    private readonly ConcurrentQueue<object> _inbox = new();
+    private readonly ManualResetEventSlim _wake = new(false, 0);
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Dictionary<string, string> _addresses = new(StringComparer.Ordinal);
+    private volatile bool _stopping;
+    private volatile Exception? _fault;
+    private volatile StrongBox<LeaderInfo> _leader;
+    private volatile RaftStatus _status;
+    private int _started;
+
+    public RaftHost(RaftHostOptions options, IRaftStorage storage, IRaftTransport transport, IRaftStateMachine stateMachine)
+    {
+        _opts = options;
+        _storage = storage;
+        _transport = transport;
+        _sm = stateMachine;
+        var state = storage.Load();
+        _node = new RaftNode(options.ToNodeOptions(), state, options.InitialMembers);
+        foreach (var (id, address) in options.PeerAddresses)
+        {
+            _addresses[id] = address;
+            if (id != options.NodeId)
+            {
+                transport.SetPeerAddress(id, address);
+            }
+        }
+
+        SeedDedup(state.Entries);
+        _lastSnapshotIndex = state.Snapshot?.Index ?? 0;
+        _leader = new StrongBox<LeaderInfo>(new LeaderInfo(null, _node.Term, false));
+        _status = BuildStatus();
+        _thread = new Thread(Run) { IsBackground = true, Name = $"raft-{options.NodeId}" };
+    }
+
+    public string NodeId => _opts.NodeId;
+
+    public LeaderInfo Leader => _leader.Value;
+
+    public event Action<LeaderInfo>? LeaderChanged;
+
+    public IReadOnlyList<(string NodeId, string Address, bool IsVoter)> Members => Status.Members;
+
+    /// <summary>A recent picture of the node (refreshed after every Ready).</summary>
+    public RaftStatus Status => _status;
+
+    /// <summary>Starts the Raft thread. Messages that arrive before are kept and handled then.</summary>
+    public void Start()
+    {
+        if (Interlocked.Exchange(ref _started, 1) == 0)
+        {
+            _thread.Start();
+        }
+    }
+
+    public Task<ProposalResult> ProposeAsync(ReadOnlyMemory<byte> command, Guid requestId, CancellationToken cancellationToken)
+    {
+        var input = new ProposeInput(command, requestId);
+        Enqueue(input);
+        return input.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    public Task<ProposalResult> ChangeMembershipAsync(ConfChange change, CancellationToken cancellationToken)
+    {
+        var input = new ConfInput(change);
+        Enqueue(input);
+        return input.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    public async Task<bool> ReadBarrierAsync(CancellationToken cancellationToken)
+    {
+        var input = new ReadInput();
+        Enqueue(input);
+        try
+        {
+            return await input.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
+    public Task<bool> TransferLeadershipAsync(string nodeId, CancellationToken cancellationToken)
+    {
+        var input = new TransferInput(nodeId);
+        Enqueue(input);
+        return input.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    public void OnMessage(Message message)
+    {
+        if (!_stopping)
+        {
+            Enqueue(message);
+        }
+    }
+
+    public Task OnSnapshotAsync(Message message, Stream data, CancellationToken cancellationToken)
+    {
+        var input = new SnapshotInput(message, data);
+        Enqueue(input);
+        return input.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stopping = true;
+        _wake.Set();
+        if (Volatile.Read(ref _started) == 1)
+        {
+            await _stopped.Task.ConfigureAwait(false);
+        }
+        else
+        {
+            FailEverything(null);
+        }
+
+        DisposeSnapshots();
+        _wake.Dispose();
+    }
+
+    private void Enqueue(object input)
+    {
+        if (_fault is { } f)
+        {
+            throw new InvalidOperationException("the Raft loop failed", f);
+        }
+
+        if (_stopping)
+        {
+            Reject(input);
+            return;
+        }
+
+        _inbox.Enqueue(input);
+        _wake.Set();
+    }
+
+    private void Run()
+    {
+        var clock = Stopwatch.StartNew();
+        var tick = _opts.TickInterval;
+        var nextTick = tick;
+        try
+        {
+            while (!_stopping)
+            {
+                while (_inbox.TryDequeue(out var input))
+                {
+                    Handle(input);
+                }
+
+                var now = clock.Elapsed;
+                if (now >= nextTick)
+                {
+                    // At most two ticks per pass: if this thread stalled (a slow fsync), logical time runs slow
+                    // instead of firing a burst of ticks that would start needless elections.
+                    _node.Tick();
+                    nextTick += tick;
+                    if (now >= nextTick)
+                    {
+                        _node.Tick();
+                        nextTick = now + tick;
+                    }
+
+                    OnTick(now);
+                }
+
+                while (_node.HasReady)
+                {
+                    ProcessReady(_node.GetReady(), now);
+                }
+
+                MaybeSnapshot();
+                CompleteIncomingSnapshot();
+                _status = BuildStatus();
+
+                _wake.Reset();
+                if (_inbox.IsEmpty && !_stopping)
+                {
+                    var wait = nextTick - clock.Elapsed;
+                    if (wait > TimeSpan.Zero)
+                    {
+                        _wake.Wait(wait);
+                    }
+                }
+            }
+
+            FailEverything(null);
+        }
+        catch (Exception e)
+        {
+            _fault = e;
+            FailEverything(e);
+        }
+        finally
+        {
+            _stopped.TrySetResult();
+        }
+    }
+
+    private void FailEverything(Exception? e)
+    {
+        _ = e;
+        while (_inbox.TryDequeue(out var input))
+        {
+            Reject(input);
+        }
+
+        FailWaiters(ProposalStatus.Unknown);
+        FailReads();
+        FailTransfers();
+        CompleteIncomingSnapshot();
+    }
+
+    private static void Reject(object input)
+    {
+        switch (input)
+        {
+            case ProposeInput p:
+                p.Completion.TrySetResult(new ProposalResult(ProposalStatus.NotLeader, 0, null, null));
+                break;
+            case ConfInput c:
+                c.Completion.TrySetResult(new ProposalResult(ProposalStatus.NotLeader, 0, null, null));
+                break;
+            case ReadInput r:
+                r.Completion.TrySetResult(false);
+                break;
+            case TransferInput t:
+                t.Completion.TrySetResult(false);
+                break;
+            case SnapshotInput s:
+                s.Completion.TrySetException(new InvalidOperationException("the Raft host is stopping"));
+                break;
+        }
+    }
+
+    private RaftStatus BuildStatus()
+    {
+        var members = new List<(string, string, bool)>();
+        foreach (var v in _node.Voters)
+        {
+            members.Add((v, _addresses.GetValueOrDefault(v, ""), true));
+        }
+
+        foreach (var l in _node.Learners)
+        {
+            members.Add((l, _addresses.GetValueOrDefault(l, ""), false));
+        }
+
+        return new RaftStatus(NodeId, _node.Role, _node.Term, _node.Leader, _node.CommitIndex, _sm.AppliedIndex,
+            _node.LastIndex, _node.FirstIndex - 1, members, _syncs, _entriesPersisted, _deduplicated);
+    }
+
+    private sealed class ProposeInput(ReadOnlyMemory<byte> data, Guid requestId)
+    {
+        public ReadOnlyMemory<byte> Data { get; } = data;
+
+        public Guid RequestId { get; } = requestId;
+
+        public TaskCompletionSource<ProposalResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class ConfInput(ConfChange change)
+    {
+        public ConfChange Change { get; } = change;
+
+        public TaskCompletionSource<ProposalResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class ReadInput
+    {
+        public TaskCompletionSource<bool> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class TransferInput(string to)
+    {
+        public string To { get; } = to;
+
+        public TaskCompletionSource<bool> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class SnapshotInput(Message message, Stream data)
+    {
+        public Message Message { get; } = message;
+
+        public Stream Data { get; } = data;
+
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

@@ -36,8 +36,8 @@ internal static class MetadataRecords
         w.U32(record.Checksum);
         w.I64(record.ModifiedUnixMs);
         w.U8(record.UnderReplicated ? (byte)1 : (byte)0);
-        Span<byte> id = stackalloc byte[TransactionId.Size];
-        record.Transaction.Write(id);
+        Span<byte> id = stackalloc byte[TxBytes.Size];
+        record.Transaction.TryWriteBytes(id);
         w.Bytes(id);
         w.String16(record.ContentType);
         CommandCodec.Strings8(w, record.Volumes);
@@ -52,7 +52,7 @@ internal static class MetadataRecords
         var checksum = r.U32();
         var modified = r.I64();
         var flags = r.U8();
-        var tx = TransactionId.Read(r.Bytes(TransactionId.Size));
+        var tx = TxBytes.Read(r.Bytes(TxBytes.Size));
         var contentType = r.String16();
         var volumes = CommandCodec.ReadStrings8(ref r);
         r.ExpectEnd();

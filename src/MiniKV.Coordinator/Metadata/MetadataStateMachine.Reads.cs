@@ -139,7 +139,7 @@ public sealed partial class MetadataStateMachine
     }
 
     /// <summary>What the metadata recorded for a transaction: committed, aborted, or unknown (no record).</summary>
-    public TransactionOutcomeKind GetTransactionOutcome(TransactionId transaction)
+    public TransactionOutcomeKind GetTransactionOutcome(Guid transaction)
     {
         _swap.EnterReadLock();
         try
@@ -158,9 +158,9 @@ public sealed partial class MetadataStateMachine
         return value == null ? null : MetadataRecords.DecodeKey(key, value);
     }
 
-    private static (TransactionOutcomeKind Outcome, long Index) TransactionOutcome(Handles h, TransactionId transaction)
+    private static (TransactionOutcomeKind Outcome, long Index) TransactionOutcome(Handles h, Guid transaction)
     {
-        var value = h.Db.Get(transaction.ToArray(), h.Transactions);
+        var value = h.Db.Get(transaction.ToByteArray(), h.Transactions);
         return value == null ? (TransactionOutcomeKind.Unknown, 0) : MetadataRecords.DecodeTransaction(value);
     }
 

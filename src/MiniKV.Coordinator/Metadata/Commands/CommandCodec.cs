@@ -78,10 +78,10 @@ public static class CommandCodec
                 break;
             case AbortTransactionsCommand aborts:
                 w.U32((uint)aborts.Transactions.Count);
-                Span<byte> id = stackalloc byte[TransactionId.Size];
+                Span<byte> id = stackalloc byte[TxBytes.Size];
                 foreach (var tx in aborts.Transactions)
                 {
-                    tx.Write(id);
+                    tx.TryWriteBytes(id);
                     w.Bytes(id);
                 }
                 break;
@@ -141,11 +141,11 @@ public static class CommandCodec
         w.I64(batch.Term);
         w.I64(batch.ModifiedUnixMs);
         w.U16(checked((ushort)batch.Writes.Count));
-        Span<byte> id = stackalloc byte[TransactionId.Size];
+        Span<byte> id = stackalloc byte[TxBytes.Size];
         foreach (var write in batch.Writes)
         {
             w.U8((byte)write.Kind);
-            write.Transaction.Write(id);
+            write.Transaction.TryWriteBytes(id);
             w.Bytes(id);
             w.Bytes16(write.Key);
             w.U64(write.Version);
@@ -173,7 +173,7 @@ public static class CommandCodec
                 2 => WriteKind.Delete,
                 var k => throw new CommandFormatException($"unknown write kind {k}"),
             };
-            var tx = TransactionId.Read(r.Bytes(TransactionId.Size));
+            var tx = TxBytes.Read(r.Bytes(TxBytes.Size));
             var key = r.Bytes16();
             var version = r.U64();
             var size = r.I64();
@@ -212,14 +212,14 @@ public static class CommandCodec
     private static AbortTransactionsCommand ReadAborts(ref RecordReader r)
     {
         var count = r.U32();
-        if (count > (uint)r.Remaining / TransactionId.Size)
+        if (count > (uint)r.Remaining / TxBytes.Size)
         {
             throw new CommandFormatException($"{count} transaction ids do not fit in {r.Remaining} bytes");
         }
-        var ids = new TransactionId[count];
+        var ids = new Guid[count];
         for (var i = 0; i < ids.Length; i++)
         {
-            ids[i] = TransactionId.Read(r.Bytes(TransactionId.Size));
+            ids[i] = TxBytes.Read(r.Bytes(TxBytes.Size));
         }
         return new AbortTransactionsCommand(ids);
     }

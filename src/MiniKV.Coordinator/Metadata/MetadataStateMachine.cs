@@ -24,6 +24,9 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     private const string MetaFamily = "meta";
     private static readonly byte[] AppliedIndexKey = "applied_index"u8.ToArray();
     private static readonly byte[] LastVersionKey = "last_version"u8.ToArray();
+    private static readonly byte[] CoordinatorPrefix = "coord/"u8.ToArray();
+
+    private static byte[] CoordinatorKey(string id) => [.. CoordinatorPrefix, .. Encoding.UTF8.GetBytes(id)];
 
     private readonly string _root;
     private readonly string _dbPath;
@@ -127,6 +130,11 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                         {
                             batch.Put(MetadataRecords.ShardKey(a.Shard), MetadataRecords.EncodeShard(a.Volumes), h.Shards);
                         }
+                        registryChanged = true;
+                        break;
+                    case CoordinatorAddressesCommand coordinator:
+                        registry = registry.With(coordinator);
+                        batch.Put(CoordinatorKey(coordinator.CoordinatorId), MetadataRecords.EncodeCoordinator(coordinator), h.Meta);
                         registryChanged = true;
                         break;
                     case AbortTransactionsCommand aborts:

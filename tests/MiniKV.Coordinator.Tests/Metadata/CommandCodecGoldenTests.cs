@@ -34,6 +34,8 @@ public class CommandCodecGoldenTests
         { "0104110000000200000002010061010062ff0001010063bc15fff2", new SetShardsCommand([new ShardAssignment(0, ["a", "b"]), new ShardAssignment(255, ["c"])]) },
         // env(5, pack('<I', 1) + tx)
         { "0105140000000100000008070605040302011817161514131211ee15af42", new AbortTransactionsCommand([Tx]) },
+        // env(6, str('coord-1') + str('http://h:5000') + str('h:5001'))
+        { "0106200000000700636f6f72642d310d00687474703a2f2f683a353030300600683a353030315a69e3a3", new CoordinatorAddressesCommand("coord-1", "http://h:5000", "h:5001") },
     };
 
     [Theory]

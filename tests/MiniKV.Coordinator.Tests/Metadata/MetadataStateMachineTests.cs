@@ -177,19 +177,21 @@ public class MetadataStateMachineTests
             Command(2, new SetShardsCommand([new ShardAssignment(7, ["v1"])])),
             Batch(3, Put("x", 1, tx: committed), Put("y/日本", 2)),
             Command(4, new SetVolumeStateCommand("v1", VolumeState.Down, 9)),
+            Command(5, new CoordinatorAddressesCommand("c1", "http://c:1", "c:2")),
         ]);
         using var snapshot = source.CreateSnapshot();
-        Assert.Equal(4, snapshot.Index);
-        var after = Batch(5, Put("after", 3));
+        Assert.Equal(5, snapshot.Index);
+        var after = Batch(6, Put("after", 3));
         source.Apply([after]); // not in the snapshot
 
         using var target = new MetadataStateMachine(dir.Sub("b"));
         target.Apply([Batch(1, Put("stale", 1))]);
         using (var stream = snapshot.OpenRead())
         {
-            target.RestoreSnapshot(4, stream);
+            target.RestoreSnapshot(5, stream);
         }
-        Assert.Equal(4, target.AppliedIndex);
+        Assert.Equal(5, target.AppliedIndex);
+        Assert.Equal("http://c:1", target.Registry.Coordinators["c1"].HttpAddress);
         Assert.Null(target.GetKey(K("stale")));
         Assert.Null(target.GetKey(K("after")));
         Assert.Equal(source.GetKey(K("x")), target.GetKey(K("x")));
@@ -204,7 +206,8 @@ public class MetadataStateMachineTests
         target.Apply([after]);
         target.Dispose();
         using var reopened = new MetadataStateMachine(dir.Sub("b"));
-        Assert.Equal(5, reopened.AppliedIndex);
+        Assert.Equal(6, reopened.AppliedIndex);
+        Assert.Equal("c:2", reopened.Registry.Coordinators["c1"].GrpcAddress);
         Assert.Equal(source.List([], [], 100).Keys, reopened.List([], [], 100).Keys);
     }
 }

@@ -57,7 +57,7 @@ public class PlacementTests
         using var dir = new TempDirectory();
         using var sm = WithVolumes(dir, 5);
         sm.Apply([new Entry(1, 6, EntryKind.Normal, Guid.Empty, CommandCodec.Encode(Hrw.BuildMap(sm.Registry, 3)))]);
-        const int shard = 42;
+        var shard = 42;
         var home = sm.Registry.ShardMap[shard]!;
         var all = Hrw.Order(shard, sm.Registry.Volumes.Keys);
         Assert.Equal(all.Take(3), home);

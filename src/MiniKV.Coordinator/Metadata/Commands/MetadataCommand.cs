@@ -118,3 +118,9 @@ public sealed record AbortTransactionsCommand(IReadOnlyList<Guid> Transactions) 
 
     public override int GetHashCode() => Transactions.Count;
 }
+
+/// <summary>
+/// A coordinator's addresses, proposed by each new leader about itself, so followers can forward requests to the
+/// leader's HTTP address and volumes can be told where it is.
+/// </summary>
+public sealed record CoordinatorAddressesCommand(string CoordinatorId, string HttpAddress, string GrpcAddress) : MetadataCommand;

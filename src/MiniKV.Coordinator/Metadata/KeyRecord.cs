@@ -1,4 +1,4 @@
-using System.Globalization;
+using MiniKV.Common;
 using MiniKV.Coordinator.Metadata.Commands;
 
 namespace MiniKV.Coordinator.Metadata;
@@ -25,10 +25,10 @@ public sealed record KeyRecord(
     long ModifiedUnixMs,
     IReadOnlyList<string> Volumes,
     bool UnderReplicated,
-    TransactionId Transaction)
+    Guid Transaction)
 {
-    /// <summary>The strong, content-derived ETag (unquoted): equal bytes give an equal ETag.</summary>
-    public string ETag => ETags.Of(Checksum, Size);
+    /// <summary>The strong, content-derived ETag (unquoted): the value's CRC32 as 8 hex digits, as the volumes' /blob sends it.</summary>
+    public string ETag => Checksums.Format(Checksum);
 
     public DateTimeOffset Modified => DateTimeOffset.FromUnixTimeMilliseconds(ModifiedUnixMs);
 
@@ -41,13 +41,6 @@ public sealed record KeyRecord(
 
     internal static KeyRecord From(KeyWrite write, long modifiedUnixMs) =>
         new(write.Key, write.Version, write.Size, write.Checksum, write.ContentType, modifiedUnixMs, write.Volumes, write.UnderReplicated, write.Transaction);
-}
-
-/// <summary>The ETag of a value: its CRC32 as 8 hex digits, '-', its size in decimal ("cbf43926-9"). Stateless.</summary>
-public static class ETags
-{
-    public static string Of(uint checksum, long size) =>
-        checksum.ToString("x8", CultureInfo.InvariantCulture) + "-" + size.ToString(CultureInfo.InvariantCulture);
 }
 
 /// <summary>A registered volume as the Raft state holds it.</summary>

@@ -18,7 +18,8 @@ namespace MiniKV.Coordinator.Metadata;
 ///   u8 format version (1), u8 volume count, that many str volume ids, u32 CRC
 /// column family "transactions": key = the 16-byte transaction id; value =
 ///   u8 format version (1), u8 outcome (1 committed, 2 aborted), i64 log index, u32 CRC
-/// column family "meta": "applied_index" = i64; "last_version" = u64 (largest version ever assigned)
+/// column family "meta": "applied_index" = i64; "last_version" = u64 (largest version ever assigned);
+///   "coord/{id}" = u8 format version (1), str http, str grpc, u32 CRC
 /// </code>
 /// str = u16 byte length + UTF-8; integers little-endian unless said. Version rule: a reader accepts every
 /// format version ever written; a layout change bumps the version byte of that record kind.
@@ -36,8 +37,8 @@ internal static class MetadataRecords
         w.U32(record.Checksum);
         w.I64(record.ModifiedUnixMs);
         w.U8(record.UnderReplicated ? (byte)1 : (byte)0);
-        Span<byte> id = stackalloc byte[TransactionId.Size];
-        record.Transaction.Write(id);
+        Span<byte> id = stackalloc byte[TxBytes.Size];
+        record.Transaction.TryWriteBytes(id);
         w.Bytes(id);
         w.String16(record.ContentType);
         CommandCodec.Strings8(w, record.Volumes);
@@ -52,7 +53,7 @@ internal static class MetadataRecords
         var checksum = r.U32();
         var modified = r.I64();
         var flags = r.U8();
-        var tx = TransactionId.Read(r.Bytes(TransactionId.Size));
+        var tx = TxBytes.Read(r.Bytes(TxBytes.Size));
         var contentType = r.String16();
         var volumes = CommandCodec.ReadStrings8(ref r);
         r.ExpectEnd();
@@ -119,6 +120,23 @@ internal static class MetadataRecords
         var index = r.I64();
         r.ExpectEnd();
         return (outcome, index);
+    }
+
+    public static byte[] EncodeCoordinator(CoordinatorAddressesCommand coordinator)
+    {
+        var w = new RecordWriter();
+        w.U8(FormatVersion);
+        w.String16(coordinator.HttpAddress);
+        w.String16(coordinator.GrpcAddress);
+        return Seal(w);
+    }
+
+    public static CoordinatorAddressesCommand DecodeCoordinator(string id, ReadOnlySpan<byte> value)
+    {
+        var r = Open(value, "coordinator");
+        var record = new CoordinatorAddressesCommand(id, r.String16(), r.String16());
+        r.ExpectEnd();
+        return record;
     }
 
     private static byte[] Seal(RecordWriter w)

@@ -14,11 +14,14 @@ public sealed record KeyPage(IReadOnlyList<KeyRecord> Keys, bool Truncated);
 /// </summary>
 public sealed class RegistryView
 {
-    public static readonly RegistryView Empty = new(new Dictionary<string, VolumeRecord>(StringComparer.Ordinal), new IReadOnlyList<string>?[Common.Shards.Count]);
+    public static readonly RegistryView Empty = new(
+        new Dictionary<string, VolumeRecord>(StringComparer.Ordinal), new IReadOnlyList<string>?[Common.Shards.Count],
+        new Dictionary<string, CoordinatorAddressesCommand>(StringComparer.Ordinal));
 
-    private RegistryView(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards)
+    private RegistryView(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards, Dictionary<string, CoordinatorAddressesCommand> coordinators)
     {
         Volumes = volumes;
+        Coordinators = coordinators;
         ShardMap = shards;
         var built = false;
         foreach (var s in shards)
@@ -29,6 +32,9 @@ public sealed class RegistryView
     }
 
     public IReadOnlyDictionary<string, VolumeRecord> Volumes { get; }
+
+    /// <summary>Coordinators' HTTP and gRPC addresses, as each last announced them when it became leader.</summary>
+    public IReadOnlyDictionary<string, CoordinatorAddressesCommand> Coordinators { get; }
 
     /// <summary>Each shard's ordered replica list, or null for a shard never assigned.</summary>
     public IReadOnlyList<IReadOnlyList<string>?> ShardMap { get; }
@@ -42,7 +48,16 @@ public sealed class RegistryView
         {
             [volume.Id] = volume,
         };
-        return new RegistryView(volumes, (IReadOnlyList<string>?[])ShardMap);
+        return new RegistryView(volumes, (IReadOnlyList<string>?[])ShardMap, (Dictionary<string, CoordinatorAddressesCommand>)Coordinators);
+    }
+
+    internal RegistryView With(CoordinatorAddressesCommand coordinator)
+    {
+        var coordinators = new Dictionary<string, CoordinatorAddressesCommand>((Dictionary<string, CoordinatorAddressesCommand>)Coordinators, StringComparer.Ordinal)
+        {
+            [coordinator.CoordinatorId] = coordinator,
+        };
+        return new RegistryView((Dictionary<string, VolumeRecord>)Volumes, (IReadOnlyList<string>?[])ShardMap, coordinators);
     }
 
     internal RegistryView WithShards(IReadOnlyList<ShardAssignment> assignments)
@@ -52,10 +67,11 @@ public sealed class RegistryView
         {
             shards[a.Shard] = a.Volumes;
         }
-        return new RegistryView((Dictionary<string, VolumeRecord>)Volumes, shards);
+        return new RegistryView((Dictionary<string, VolumeRecord>)Volumes, shards, (Dictionary<string, CoordinatorAddressesCommand>)Coordinators);
     }
 
-    internal static RegistryView Create(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards) => new(volumes, shards);
+    internal static RegistryView Create(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards, Dictionary<string, CoordinatorAddressesCommand> coordinators) =>
+        new(volumes, shards, coordinators);
 }
 
 public sealed partial class MetadataStateMachine
@@ -139,7 +155,7 @@ public sealed partial class MetadataStateMachine
     }
 
     /// <summary>What the metadata recorded for a transaction: committed, aborted, or unknown (no record).</summary>
-    public TransactionOutcomeKind GetTransactionOutcome(TransactionId transaction)
+    public TransactionOutcomeKind GetTransactionOutcome(Guid transaction)
     {
         _swap.EnterReadLock();
         try
@@ -158,9 +174,9 @@ public sealed partial class MetadataStateMachine
         return value == null ? null : MetadataRecords.DecodeKey(key, value);
     }
 
-    private static (TransactionOutcomeKind Outcome, long Index) TransactionOutcome(Handles h, TransactionId transaction)
+    private static (TransactionOutcomeKind Outcome, long Index) TransactionOutcome(Handles h, Guid transaction)
     {
-        var value = h.Db.Get(transaction.ToArray(), h.Transactions);
+        var value = h.Db.Get(transaction.ToByteArray(), h.Transactions);
         return value == null ? (TransactionOutcomeKind.Unknown, 0) : MetadataRecords.DecodeTransaction(value);
     }
 
@@ -188,6 +204,15 @@ public sealed partial class MetadataStateMachine
                 }
             }
         }
-        return RegistryView.Create(volumes, shards);
+        var coordinators = new Dictionary<string, CoordinatorAddressesCommand>(StringComparer.Ordinal);
+        using (var iterator = h.Db.NewIterator(h.Meta))
+        {
+            for (iterator.Seek(CoordinatorPrefix); iterator.Valid() && iterator.Key().AsSpan().StartsWith(CoordinatorPrefix); iterator.Next())
+            {
+                var id = Encoding.UTF8.GetString(iterator.Key().AsSpan(CoordinatorPrefix.Length));
+                coordinators[id] = MetadataRecords.DecodeCoordinator(id, iterator.Value());
+            }
+        }
+        return RegistryView.Create(volumes, shards, coordinators);
     }
 }

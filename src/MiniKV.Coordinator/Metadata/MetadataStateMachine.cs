@@ -24,6 +24,9 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     private const string MetaFamily = "meta";
     private static readonly byte[] AppliedIndexKey = "applied_index"u8.ToArray();
     private static readonly byte[] LastVersionKey = "last_version"u8.ToArray();
+    private static readonly byte[] CoordinatorPrefix = "coord/"u8.ToArray();
+
+    private static byte[] CoordinatorKey(string id) => [.. CoordinatorPrefix, .. Encoding.UTF8.GetBytes(id)];
 
     private readonly string _root;
     private readonly string _dbPath;
@@ -86,7 +89,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             var lastVersion = LastVersion;
             using var batch = new WriteBatch();
             var pending = new Dictionary<byte[], KeyRecord?>(Common.ByteKeyComparer.Instance);
-            var decided = new HashSet<TransactionId>();
+            var decided = new HashSet<Guid>();
             var registry = _registry;
             var registryChanged = false;
             var newIndex = applied;
@@ -129,6 +132,11 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                         }
                         registryChanged = true;
                         break;
+                    case CoordinatorAddressesCommand coordinator:
+                        registry = registry.With(coordinator);
+                        batch.Put(CoordinatorKey(coordinator.CoordinatorId), MetadataRecords.EncodeCoordinator(coordinator), h.Meta);
+                        registryChanged = true;
+                        break;
                     case AbortTransactionsCommand aborts:
                         foreach (var tx in aborts.Transactions)
                         {
@@ -136,7 +144,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                             if (!decided.Contains(tx) && TransactionOutcome(h, tx).Outcome == TransactionOutcomeKind.Unknown)
                             {
                                 decided.Add(tx);
-                                batch.Put(tx.ToArray(), MetadataRecords.EncodeTransaction(TransactionOutcomeKind.Aborted, entry.Index), h.Transactions);
+                                batch.Put(tx.ToByteArray(), MetadataRecords.EncodeTransaction(TransactionOutcomeKind.Aborted, entry.Index), h.Transactions);
                             }
                         }
                         break;
@@ -160,7 +168,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         return results;
     }
 
-    private static WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, HashSet<TransactionId> decided, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
+    private static WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, HashSet<Guid> decided, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
     {
         var outcomes = new WriteOutcome[command.Writes.Count];
         var sameTerm = command.Term == entry.Term;
@@ -201,7 +209,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             {
                 decided.Add(write.Transaction);
                 var outcome = status == WriteStatus.Applied ? TransactionOutcomeKind.Committed : TransactionOutcomeKind.Aborted;
-                batch.Put(write.Transaction.ToArray(), MetadataRecords.EncodeTransaction(outcome, entry.Index), h.Transactions);
+                batch.Put(write.Transaction.ToByteArray(), MetadataRecords.EncodeTransaction(outcome, entry.Index), h.Transactions);
             }
         }
         return new WriteBatchResult(outcomes);

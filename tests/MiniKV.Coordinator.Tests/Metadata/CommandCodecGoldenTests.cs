@@ -1,5 +1,4 @@
 using System.Text;
-using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Metadata.Commands;
 
 namespace MiniKV.Coordinator.Tests.Metadata;
@@ -10,7 +9,7 @@ namespace MiniKV.Coordinator.Tests.Metadata;
 /// </summary>
 public class CommandCodecGoldenTests
 {
-    private static readonly TransactionId Tx = new(0x0102030405060708, 0x1112131415161718);
+    private static readonly Guid Tx = new(Convert.FromHexString("08070605040302011817161514131211"));
 
     // env(1, pack('<qqH', 3, 1700000000123, 2) + put + delete), where
     // put    = [1] + tx + bytes('k/é') + pack('<QqI', 7, 5, 0x3610a686) + str('text/plain') + [1] + [2] + str('v1') + str('v2') + [1] + str('3610a686-5')
@@ -21,7 +20,7 @@ public class CommandCodecGoldenTests
     private static readonly WriteBatchCommand Batch = new(3, 1700000000123,
     [
         new KeyWrite(WriteKind.Put, Tx, Encoding.UTF8.GetBytes("k/é"), 7, 5, 0x3610a686, "text/plain", ["v1", "v2"], true, WriteCondition.IfMatch, "3610a686-5"),
-        new KeyWrite(WriteKind.Delete, new TransactionId(0, 9), "x"u8.ToArray(), 0, 0, 0, "", [], false, WriteCondition.IfNoneMatchAny, ""),
+        new KeyWrite(WriteKind.Delete, new Guid(Convert.FromHexString("00000000000000000900000000000000")), "x"u8.ToArray(), 0, 0, 0, "", [], false, WriteCondition.IfNoneMatchAny, ""),
     ]);
 
     public static TheoryData<string, MetadataCommand> Golden => new()
@@ -35,6 +34,8 @@ public class CommandCodecGoldenTests
         { "0104110000000200000002010061010062ff0001010063bc15fff2", new SetShardsCommand([new ShardAssignment(0, ["a", "b"]), new ShardAssignment(255, ["c"])]) },
         // env(5, pack('<I', 1) + tx)
         { "0105140000000100000008070605040302011817161514131211ee15af42", new AbortTransactionsCommand([Tx]) },
+        // env(6, str('coord-1') + str('http://h:5000') + str('h:5001'))
+        { "0106200000000700636f6f72642d310d00687474703a2f2f683a353030300600683a353030315a69e3a3", new CoordinatorAddressesCommand("coord-1", "http://h:5000", "h:5001") },
     };
 
     [Theory]

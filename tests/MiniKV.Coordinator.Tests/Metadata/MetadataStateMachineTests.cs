@@ -12,8 +12,8 @@ public class MetadataStateMachineTests
 
     private static byte[] K(string key) => Encoding.UTF8.GetBytes(key);
 
-    private static KeyWrite Put(string key, ulong version, WriteCondition condition = WriteCondition.None, string etag = "", TransactionId? tx = null) =>
-        new(WriteKind.Put, tx ?? TransactionId.NewRandom(), K(key), version, (long)version * 10, (uint)version, "text/plain", ["v1", "v2", "v3"], false, condition, etag);
+    private static KeyWrite Put(string key, ulong version, WriteCondition condition = WriteCondition.None, string etag = "", Guid? tx = null) =>
+        new(WriteKind.Put, tx ?? Guid.NewGuid(), K(key), version, (long)version * 10, (uint)version, "text/plain", ["v1", "v2", "v3"], false, condition, etag);
 
     private static KeyWrite Delete(string key, WriteCondition condition = WriteCondition.None, string etag = "") =>
         new(WriteKind.Delete, default, K(key), 0, 0, 0, "", [], false, condition, etag);
@@ -31,7 +31,7 @@ public class MetadataStateMachineTests
     public void Applied_state_survives_a_restart_and_replay_is_skipped()
     {
         using var dir = new TempDirectory();
-        var tx = TransactionId.NewRandom();
+        var tx = Guid.NewGuid();
         var entries = new[]
         {
             new Entry(Term, 1, EntryKind.Noop, Guid.Empty, ReadOnlyMemory<byte>.Empty),
@@ -71,12 +71,12 @@ public class MetadataStateMachineTests
         var absent = Outcomes(sm.Apply([Batch(1, Put("k", 1, WriteCondition.IfNoneMatchAny))])[0]);
         Assert.Equal(WriteStatus.Applied, absent[0].Status);
         var etag = sm.GetKey(K("k"))!.ETag;
-        Assert.Equal(ETags.Of(1, 10), etag);
+        Assert.Equal("00000001", etag);
 
-        var failedTx = TransactionId.NewRandom();
+        var failedTx = Guid.NewGuid();
         var results = Outcomes(sm.Apply([Batch(2,
             Put("k", 2, WriteCondition.IfNoneMatchAny, tx: failedTx),
-            Put("k", 3, WriteCondition.IfMatch, "00000000-0"),
+            Put("k", 3, WriteCondition.IfMatch, "00000000"),
             Put("k", 4, WriteCondition.IfMatch, etag),
             Put("k", 5, WriteCondition.IfMatch, etag),  // sees the write just before it in the same entry
             Put("missing", 6, WriteCondition.IfMatchAny),
@@ -90,7 +90,7 @@ public class MetadataStateMachineTests
         Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(failedTx));
         Assert.Null(sm.GetKey(K("missing")));
 
-        var deleted = Outcomes(sm.Apply([Batch(3, Delete("k", WriteCondition.IfMatch, ETags.Of(4, 40)))])[0]);
+        var deleted = Outcomes(sm.Apply([Batch(3, Delete("k", WriteCondition.IfMatch, "00000004"))])[0]);
         Assert.Equal(WriteStatus.Applied, deleted[0].Status);
         Assert.Equal(4ul, deleted[0].Previous!.Version);
         Assert.Null(sm.GetKey(K("k")));
@@ -101,12 +101,12 @@ public class MetadataStateMachineTests
     {
         using var dir = new TempDirectory();
         using var sm = new MetadataStateMachine(dir.Path);
-        var tx = TransactionId.NewRandom();
+        var tx = Guid.NewGuid();
         var result = Outcomes(sm.Apply([Batch(1, Term - 1, Put("k", 1, tx: tx))])[0]);
         Assert.Equal(WriteStatus.Conflict, result[0].Status);
         Assert.Null(sm.GetKey(K("k")));
         Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(tx));
-        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(TransactionId.NewRandom()));
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(Guid.NewGuid()));
     }
 
     [Fact]
@@ -114,8 +114,8 @@ public class MetadataStateMachineTests
     {
         using var dir = new TempDirectory();
         using var sm = new MetadataStateMachine(dir.Path);
-        var committed = TransactionId.NewRandom();
-        var lost = TransactionId.NewRandom();
+        var committed = Guid.NewGuid();
+        var lost = Guid.NewGuid();
         sm.Apply([Batch(1, Put("k", 1, tx: committed)), Command(2, new AbortTransactionsCommand([committed, lost]))]);
         Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(committed));
         Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(lost));
@@ -169,7 +169,7 @@ public class MetadataStateMachineTests
     public void A_snapshot_restored_into_a_fresh_directory_gives_identical_state()
     {
         using var dir = new TempDirectory();
-        var committed = TransactionId.NewRandom();
+        var committed = Guid.NewGuid();
         using var source = new MetadataStateMachine(dir.Sub("a"));
         source.Apply(
         [
@@ -177,19 +177,21 @@ public class MetadataStateMachineTests
             Command(2, new SetShardsCommand([new ShardAssignment(7, ["v1"])])),
             Batch(3, Put("x", 1, tx: committed), Put("y/日本", 2)),
             Command(4, new SetVolumeStateCommand("v1", VolumeState.Down, 9)),
+            Command(5, new CoordinatorAddressesCommand("c1", "http://c:1", "c:2")),
         ]);
         using var snapshot = source.CreateSnapshot();
-        Assert.Equal(4, snapshot.Index);
-        var after = Batch(5, Put("after", 3));
+        Assert.Equal(5, snapshot.Index);
+        var after = Batch(6, Put("after", 3));
         source.Apply([after]); // not in the snapshot
 
         using var target = new MetadataStateMachine(dir.Sub("b"));
         target.Apply([Batch(1, Put("stale", 1))]);
         using (var stream = snapshot.OpenRead())
         {
-            target.RestoreSnapshot(4, stream);
+            target.RestoreSnapshot(5, stream);
         }
-        Assert.Equal(4, target.AppliedIndex);
+        Assert.Equal(5, target.AppliedIndex);
+        Assert.Equal("http://c:1", target.Registry.Coordinators["c1"].HttpAddress);
         Assert.Null(target.GetKey(K("stale")));
         Assert.Null(target.GetKey(K("after")));
         Assert.Equal(source.GetKey(K("x")), target.GetKey(K("x")));
@@ -204,7 +206,8 @@ public class MetadataStateMachineTests
         target.Apply([after]);
         target.Dispose();
         using var reopened = new MetadataStateMachine(dir.Sub("b"));
-        Assert.Equal(5, reopened.AppliedIndex);
+        Assert.Equal(6, reopened.AppliedIndex);
+        Assert.Equal("c:2", reopened.Registry.Coordinators["c1"].GrpcAddress);
         Assert.Equal(source.List([], [], 100).Keys, reopened.List([], [], 100).Keys);
     }
 }

@@ -9,7 +9,8 @@ namespace MiniKV.Coordinator.Metadata.Commands;
 /// envelope
 /// offset  size  field
 ///  0      1     format version   1; a reader rejects any other value
-///  1      1     kind             1 write batch, 2 register volume, 3 volume state, 4 shards, 5 abort transactions
+///  1      1     kind             1 write batch, 2 register volume, 3 volume state, 4 shards, 5 abort transactions,
+///                                6 coordinator addresses
 ///  2      4     payload length N u32
 ///  6      N     payload          by kind, below
 ///  6+N    4     CRC32 (IEEE) of bytes [0, 6+N)
@@ -24,7 +25,8 @@ namespace MiniKV.Coordinator.Metadata.Commands;
 /// 2 register:     str volume id, str http address, str grpc address, i64 capacity bytes, i64 at (Unix ms)
 /// 3 volume state: str volume id, u8 state (1 up, 2 down, 3 draining), i64 at (Unix ms)
 /// 4 shards:       u16 count, then count times: u16 shard, u8 volume count, that many str volume ids
-/// 5 aborts:       u32 count, then count 16-byte transaction ids
+/// 5 aborts:       u32 count, then count 16-byte transaction ids (the bytes of Guid.TryWriteBytes)
+/// 6 coordinator:  str coordinator id, str http address (http://host:port), str grpc address (host:port)
 /// </code>
 /// Version rule: the log holds old entries forever (until a snapshot), so a reader decodes every format version
 /// ever written; a change of any payload bumps the format version, and a new kind may be added under the same
@@ -43,6 +45,7 @@ public static class CommandCodec
         VolumeState = 3,
         Shards = 4,
         AbortTransactions = 5,
+        CoordinatorAddresses = 6,
     }
 
     public static byte[] Encode(MetadataCommand command)
@@ -76,12 +79,17 @@ public static class CommandCodec
                     Strings8(w, a.Volumes);
                 }
                 break;
+            case CoordinatorAddressesCommand c:
+                w.String16(c.CoordinatorId);
+                w.String16(c.HttpAddress);
+                w.String16(c.GrpcAddress);
+                break;
             case AbortTransactionsCommand aborts:
                 w.U32((uint)aborts.Transactions.Count);
-                Span<byte> id = stackalloc byte[TransactionId.Size];
+                Span<byte> id = stackalloc byte[TxBytes.Size];
                 foreach (var tx in aborts.Transactions)
                 {
-                    tx.Write(id);
+                    tx.TryWriteBytes(id);
                     w.Bytes(id);
                 }
                 break;
@@ -120,6 +128,7 @@ public static class CommandCodec
             Kind.VolumeState => new SetVolumeStateCommand(r.String16(), ReadState(r.U8()), r.I64()),
             Kind.Shards => ReadShards(ref r),
             Kind.AbortTransactions => ReadAborts(ref r),
+            Kind.CoordinatorAddresses => new CoordinatorAddressesCommand(r.String16(), r.String16(), r.String16()),
             var other => throw new CommandFormatException($"unknown command kind {(byte)other}"),
         };
         r.ExpectEnd();
@@ -133,6 +142,7 @@ public static class CommandCodec
         SetVolumeStateCommand => Kind.VolumeState,
         SetShardsCommand => Kind.Shards,
         AbortTransactionsCommand => Kind.AbortTransactions,
+        CoordinatorAddressesCommand => Kind.CoordinatorAddresses,
         _ => throw new ArgumentException($"no encoding for {command.GetType().Name}", nameof(command)),
     };
 
@@ -141,11 +151,11 @@ public static class CommandCodec
         w.I64(batch.Term);
         w.I64(batch.ModifiedUnixMs);
         w.U16(checked((ushort)batch.Writes.Count));
-        Span<byte> id = stackalloc byte[TransactionId.Size];
+        Span<byte> id = stackalloc byte[TxBytes.Size];
         foreach (var write in batch.Writes)
         {
             w.U8((byte)write.Kind);
-            write.Transaction.Write(id);
+            write.Transaction.TryWriteBytes(id);
             w.Bytes(id);
             w.Bytes16(write.Key);
             w.U64(write.Version);
@@ -173,7 +183,7 @@ public static class CommandCodec
                 2 => WriteKind.Delete,
                 var k => throw new CommandFormatException($"unknown write kind {k}"),
             };
-            var tx = TransactionId.Read(r.Bytes(TransactionId.Size));
+            var tx = TxBytes.Read(r.Bytes(TxBytes.Size));
             var key = r.Bytes16();
             var version = r.U64();
             var size = r.I64();
@@ -212,14 +222,14 @@ public static class CommandCodec
     private static AbortTransactionsCommand ReadAborts(ref RecordReader r)
     {
         var count = r.U32();
-        if (count > (uint)r.Remaining / TransactionId.Size)
+        if (count > (uint)r.Remaining / TxBytes.Size)
         {
             throw new CommandFormatException($"{count} transaction ids do not fit in {r.Remaining} bytes");
         }
-        var ids = new TransactionId[count];
+        var ids = new Guid[count];
         for (var i = 0; i < ids.Length; i++)
         {
-            ids[i] = TransactionId.Read(r.Bytes(TransactionId.Size));
+            ids[i] = TxBytes.Read(r.Bytes(TxBytes.Size));
         }
         return new AbortTransactionsCommand(ids);
     }

@@ -48,7 +48,7 @@ public enum VolumeState : byte
 /// <param name="ConditionEtag">The ETag for <see cref="WriteCondition.IfMatch"/> (unquoted), else empty.</param>
 public sealed record KeyWrite(
     WriteKind Kind,
-    TransactionId Transaction,
+    Guid Transaction,
     byte[] Key,
     ulong Version,
     long Size,
@@ -112,9 +112,15 @@ public sealed record SetShardsCommand(IReadOnlyList<ShardAssignment> Shards) : M
 /// Records that transactions will never commit, so a volume that holds their prepares and missed the Abort
 /// learns it from <c>TransactionOutcome</c>. Proposed only when an Abort could not be delivered.
 /// </summary>
-public sealed record AbortTransactionsCommand(IReadOnlyList<TransactionId> Transactions) : MetadataCommand
+public sealed record AbortTransactionsCommand(IReadOnlyList<Guid> Transactions) : MetadataCommand
 {
     public bool Equals(AbortTransactionsCommand? other) => other is not null && Transactions.SequenceEqual(other.Transactions);
 
     public override int GetHashCode() => Transactions.Count;
 }
+
+/// <summary>
+/// A coordinator's addresses, proposed by each new leader about itself, so followers can forward requests to the
+/// leader's HTTP address and volumes can be told where it is.
+/// </summary>
+public sealed record CoordinatorAddressesCommand(string CoordinatorId, string HttpAddress, string GrpcAddress) : MetadataCommand;

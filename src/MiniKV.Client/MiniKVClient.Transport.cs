@@ -178,58 +178,112 @@ public sealed partial class MiniKVClient
     };
 
     /// <summary>
-    /// Counts what HttpClient reads of a PUT body (for progress and to know whether it can be re-sent) and leaves the
-    /// caller's stream open when the request is disposed.
+    /// The caller's PUT body shared by the attempts of one call. HttpClient may still be reading an attempt's body
+    /// after its early answer (503) came back, so each attempt reads through its own view, and ending an attempt
+    /// cuts that view off (under the same lock as reads) before the next one may rewind the stream. Counts the
+    /// bytes read (progress, and whether a non-seekable body can still be sent again); leaves the stream open.
     /// </summary>
-    private sealed class ReadTrackingStream(Stream inner, IProgress<long>? progress) : Stream
+    private sealed class BodyGate(Stream body, IProgress<long>? progress) : IDisposable
     {
-        private long _bytesRead;
+        private readonly SemaphoreSlim _lock = new(1, 1);
+        private readonly long _start = body.CanSeek ? body.Position : 0;
+        private int _attempt;
+        private long _consumed;
 
-        public long BytesRead => Volatile.Read(ref _bytesRead);
-
-        public void Reset() => Volatile.Write(ref _bytesRead, 0);
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
+        public Stream BeginAttempt()
         {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => Count(inner.Read(buffer, offset, count));
-
-        public override int Read(Span<byte> buffer) => Count(inner.Read(buffer));
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-            Count(await inner.ReadAsync(buffer, cancellationToken));
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        private int Count(int read)
-        {
-            if (read > 0)
+            _lock.Wait();
+            try
             {
-                progress?.Report(Interlocked.Add(ref _bytesRead, read));
+                if (_consumed > 0)
+                {
+                    body.Position = _start; // EndAttempt allowed this only for a seekable body
+                    _consumed = 0;
+                }
+                return new AttemptStream(this, ++_attempt);
             }
-            return read;
+            finally
+            {
+                _lock.Release();
+            }
+        }
+
+        /// <summary>Cuts the current attempt off; true when the body can be sent again (nothing read, or seekable).</summary>
+        public bool EndAttempt()
+        {
+            _lock.Wait();
+            try
+            {
+                _attempt++;
+                return _consumed == 0 || body.CanSeek;
+            }
+            finally
+            {
+                _lock.Release();
+            }
+        }
+
+        /// <summary>
+        /// Ends the last attempt. The lock is not disposed: an abandoned send may still be waiting on it, and must
+        /// wake to find itself cut off rather than fail on a disposed object.
+        /// </summary>
+        public void Dispose() => EndAttempt();
+
+        private async ValueTask<int> ReadAsync(int attempt, Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            await _lock.WaitAsync(cancellationToken);
+            try
+            {
+                if (attempt != _attempt)
+                {
+                    throw new IOException("this request's body was superseded by a request to another coordinator");
+                }
+                var read = await body.ReadAsync(buffer, cancellationToken);
+                _consumed += read;
+                if (read > 0)
+                {
+                    progress?.Report(_consumed);
+                }
+                return read;
+            }
+            finally
+            {
+                _lock.Release();
+            }
+        }
+
+        private sealed class AttemptStream(BodyGate gate, int attempt) : Stream
+        {
+            public override bool CanRead => true;
+
+            public override bool CanSeek => false;
+
+            public override bool CanWrite => false;
+
+            public override long Length => throw new NotSupportedException();
+
+            public override long Position
+            {
+                get => throw new NotSupportedException();
+                set => throw new NotSupportedException();
+            }
+
+            public override int Read(byte[] buffer, int offset, int count) => gate.ReadAsync(attempt, buffer.AsMemory(offset, count), default).AsTask().GetAwaiter().GetResult();
+
+            public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => gate.ReadAsync(attempt, buffer, cancellationToken);
+
+            public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+                gate.ReadAsync(attempt, buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+            public override void Flush()
+            {
+            }
+
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+            public override void SetLength(long value) => throw new NotSupportedException();
+
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }

@@ -88,19 +88,13 @@ public sealed partial class MiniKVClient : IDisposable
         }
         options ??= new PutOptions();
         var length = options.ContentLength ?? (body.CanSeek ? body.Length - body.Position : (long?)null);
-        var start = body.CanSeek ? body.Position : 0;
-        var tracked = new ReadTrackingStream(body, progress);
+        using var gate = new BodyGate(body, progress);
 
         HttpRequestMessage Build(string baseUrl)
         {
-            if (tracked.BytesRead > 0)
-            {
-                body.Position = start; // only reached when CanResend said the stream can seek
-                tracked.Reset();
-            }
             var request = new HttpRequestMessage(HttpMethod.Put, MakeUri(baseUrl, path))
             {
-                Content = new StreamContent(tracked, CopyBufferSize),
+                Content = new StreamContent(gate.BeginAttempt(), CopyBufferSize),
             };
             request.Content.Headers.ContentLength = length;
             if (options.ContentType is { } type)
@@ -121,7 +115,7 @@ public sealed partial class MiniKVClient : IDisposable
             return request;
         }
 
-        bool CanResend() => tracked.BytesRead == 0 || body.CanSeek;
+        bool CanResend() => gate.EndAttempt();
 
         var (response, error) = await SendAsync(Build, isWrite: true, CanResend, timeout: false, cancellationToken);
         if (response is null)

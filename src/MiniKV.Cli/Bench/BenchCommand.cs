@@ -34,25 +34,12 @@ internal static class BenchCommand
         {
             target, etcd, concurrency, valueSize, mix, duration, warmup, keys, consistency, preload, keyPrefix, seed, json,
         };
-        command.Validators.Add(result =>
-        {
-            if (result.GetValue(concurrency) is < 1 or > 10_000)
-            {
-                result.AddError("--concurrency must be between 1 and 10000");
-            }
-            if (result.GetValue(keys) < 1)
-            {
-                result.AddError("--keys must be at least 1");
-            }
-            string? error;
-            if (BenchSettings.ParseMix(result.GetValue(mix)!, out error) is null
-                || BenchSettings.ParseSize(result.GetValue(valueSize)!, out error) is null
-                || BenchSettings.ParseDuration(result.GetValue(duration)!, "--duration", out error) is null
-                || BenchSettings.ParseDuration(result.GetValue(warmup)!, "--warmup", out error) is null)
-            {
-                result.AddError(error!);
-            }
-        });
+        concurrency.Check(value => value is < 1 or > 10_000 ? "--concurrency must be between 1 and 10000" : null);
+        keys.Check(value => value < 1 ? "--keys must be at least 1" : null);
+        mix.Check(value => BenchSettings.ParseMix(value, out var error) is null ? error : null);
+        valueSize.Check(value => BenchSettings.ParseSize(value, out var error) is null ? error : null);
+        duration.Check(value => BenchSettings.ParseDuration(value, "--duration", out var error) is null ? error : null);
+        warmup.Check(value => BenchSettings.ParseDuration(value, "--warmup", out var error) is null ? error : null);
         command.SetAction(console, async (parsed, cancellationToken) =>
         {
             var readPercent = BenchSettings.ParseMix(parsed.GetValue(mix)!, out _)!.Value;

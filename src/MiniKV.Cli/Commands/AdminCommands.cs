@@ -43,13 +43,7 @@ internal static class AdminCommands
         var dryRun = DryRunOption(true, "Only print the plan (the default); --dry-run=false copies data and deletes orphans");
         var json = JsonOption();
         var command = new Command("repair", "Copy missing or corrupt replicas from good ones and delete old orphans (a dry run unless --dry-run=false)") { replicas, dryRun, json };
-        command.Validators.Add(result =>
-        {
-            if (result.GetValue(replicas) is < 1)
-            {
-                result.AddError("--replicas must be at least 1");
-            }
-        });
+        replicas.Check(value => value is < 1 ? "--replicas must be at least 1" : null);
         command.SetAction(console, (parsed, cancellationToken) =>
             RunJobAsync(global, console, parsed, new JobRequest(JobKind.Repair) { Replicas = parsed.GetValue(replicas), DryRun = parsed.GetValue(dryRun) }, parsed.GetValue(json), verdict: false, cancellationToken));
         return command;
@@ -60,13 +54,7 @@ internal static class AdminCommands
         var shard = new Option<int?>("--shard") { Description = "Only the volumes holding this shard's keys (0-255; default: all volumes)", HelpName = "N" };
         var json = JsonOption();
         var command = new Command("compact", "Compact the volumes' segments now (automatic compaction keeps running anyway)") { shard, json };
-        command.Validators.Add(result =>
-        {
-            if (result.GetValue(shard) is < 0 or > 255)
-            {
-                result.AddError("--shard must be between 0 and 255");
-            }
-        });
+        shard.Check(value => value is < 0 or > 255 ? "--shard must be between 0 and 255" : null);
         command.SetAction(console, (parsed, cancellationToken) =>
             RunJobAsync(global, console, parsed, new JobRequest(JobKind.Compact) { Shard = parsed.GetValue(shard) }, parsed.GetValue(json), verdict: false, cancellationToken));
         return command;

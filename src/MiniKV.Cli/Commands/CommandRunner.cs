@@ -45,3 +45,29 @@ internal static class CommandRunner
         return ExitCodes.Failure;
     }
 }
+
+/// <summary>Value checks that run when an option is given (defaults are valid by construction).</summary>
+internal static class OptionChecks
+{
+    /// <summary>Adds <paramref name="check"/>'s message as a parse error; a value that did not even parse is already reported.</summary>
+    public static Option<T> Check<T>(this Option<T> option, Func<T, string?> check)
+    {
+        option.Validators.Add(result =>
+        {
+            T value;
+            try
+            {
+                value = result.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                return;
+            }
+            if (check(value) is { } error)
+            {
+                result.AddError(error);
+            }
+        });
+        return option;
+    }
+}

@@ -132,13 +132,7 @@ internal static class DataCommands
         var longFormat = new Option<bool>("--long", "-l") { Description = "Also show size, version, modified time and ETag" };
         var stale = new Option<bool>("--stale") { Description = "Allow answers from a coordinator's local state (consistency=stale)" };
         var command = new Command("list", "List keys in byte order, one per line") { prefix, limit, longFormat, stale };
-        command.Validators.Add(result =>
-        {
-            if (result.GetValue(limit) is < 1)
-            {
-                result.AddError("--limit must be at least 1");
-            }
-        });
+        limit.Check(value => value is < 1 ? "--limit must be at least 1" : null);
         command.SetAction(console, async (parsed, cancellationToken) =>
         {
             using var client = global.CreateClient(parsed, console);

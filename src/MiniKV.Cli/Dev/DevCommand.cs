@@ -19,16 +19,10 @@ internal static class DevCommand
         {
             dir, coordinatorPort, volumePort, coordBin, volumeBin, quiet, readyTimeout,
         };
-        command.Validators.Add(result =>
+        foreach (var option in new[] { coordinatorPort, volumePort })
         {
-            foreach (var option in new[] { coordinatorPort, volumePort })
-            {
-                if (result.GetValue(option) is < 1 or > 65535 - 2 * 3)
-                {
-                    result.AddError($"{option.Name} must be a port between 1 and 65529");
-                }
-            }
-        });
+            option.Check(value => value is < 1 or > 65535 - (2 * 3) ? $"{option.Name} must be a port between 1 and 65529" : null);
+        }
         command.SetAction(console, async (parsed, cancellationToken) =>
         {
             var directory = Path.GetFullPath(parsed.GetValue(dir)!);

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using MiniKV.Storage.Bloom;
 using MiniKV.Storage.Index;
 using MiniKV.Storage.IO;
@@ -24,6 +25,7 @@ public sealed partial class BlobStore
     private void Recover()
     {
         var clock = Stopwatch.StartNew();
+        var cpu = Environment.CpuUsage.TotalTime;
         var data = _options.DataDirectory;
         _fs.CreateDirectory(data);
         if (_options.WalDirectory != null)
@@ -34,15 +36,15 @@ public sealed partial class BlobStore
         OpenSegmentFiles();
 
         var context = new RecoveryContext();
-        var snapshot = IndexSnapshot.TryRead(_fs, data, out var rejected);
+        var snapshot = IndexSnapshot.TryReadHead(_fs, data, out var rejected);
         if (snapshot != null && !SnapshotFitsSegments(snapshot, out var misfit))
         {
             rejected = misfit;
             snapshot = null;
         }
-        if (snapshot != null)
+        if (snapshot != null && !LoadSnapshot(snapshot, context, out rejected))
         {
-            LoadSnapshot(snapshot, context);
+            snapshot = null;
         }
         var checkpoint = ReadWalCheckpoint(out var walFiles);
         context.Checkpoint = checkpoint;
@@ -74,7 +76,8 @@ public sealed partial class BlobStore
         EnsureBloomCapacity();
 
         _lastRecovery = new RecoveryInfo(snapshot != null, rejected, context.RecordsScanned, context.WalReplayed,
-            context.TornBytes, context.SkippedBytes, context.IncompleteBlobs, context.BloomRebuilt, clock.Elapsed);
+            context.TornBytes, context.SkippedBytes, context.IncompleteBlobs, context.BloomRebuilt, clock.Elapsed,
+            Environment.CpuUsage.TotalTime - cpu);
     }
 
     private void OpenSegmentFiles()
@@ -99,7 +102,7 @@ public sealed partial class BlobStore
         _nextSegmentId = Math.Max(_nextSegmentId, highest);
     }
 
-    private bool SnapshotFitsSegments(SnapshotData snapshot, out string? misfit)
+    private bool SnapshotFitsSegments(SnapshotHead snapshot, out string? misfit)
     {
         foreach (var s in snapshot.Segments)
         {
@@ -114,8 +117,27 @@ public sealed partial class BlobStore
         return true;
     }
 
-    private void LoadSnapshot(SnapshotData snapshot, RecoveryContext context)
+    private bool LoadSnapshot(SnapshotHead snapshot, RecoveryContext context, out string? rejected)
     {
+        var bloom = BloomFilter.Load(_fs, Path.Combine(_options.DataDirectory, BloomFileName));
+        var filter = bloom.IsUsable && bloom.Filter!.Capacity >= snapshot.EntryCount
+            ? bloom.Filter
+            : new BloomFilter(Math.Max(_options.ExpectedKeys, snapshot.EntryCount * 2L), 0.01);
+        if (snapshot.Version1Entries is { } entries)
+        {
+            _index.EnsureCapacity(entries.Count);
+            foreach (var (key, entry) in entries)
+            {
+                ApplySnapshotEntry(key, KeyComparer.Hash(key), entry, filter);
+            }
+        }
+        else if (!LoadSections(snapshot, filter, out rejected))
+        {
+            _index.Clear(); // nothing else was touched yet: the full scan starts from an empty index
+            return false;
+        }
+        _bloom = filter;
+        context.BloomRebuilt = !ReferenceEquals(filter, bloom.Filter);
         _sequence = snapshot.Sequence;
         _nextSegmentId = Math.Max(_nextSegmentId, snapshot.NextSegmentId);
         foreach (var s in snapshot.Segments)
@@ -126,35 +148,6 @@ public sealed partial class BlobStore
                 segment.ObserveSequence(s.MaxSequence);
             }
         }
-        var bloom = BloomFilter.Load(_fs, Path.Combine(_options.DataDirectory, BloomFileName));
-        if (bloom.IsUsable && bloom.Filter!.Capacity >= snapshot.Entries.Count)
-        {
-            _bloom = bloom.Filter;
-        }
-        else
-        {
-            _bloom = new BloomFilter(Math.Max(_options.ExpectedKeys, snapshot.Entries.Count * 2L), 0.01);
-            context.BloomRebuilt = true;
-        }
-        _index.EnsureCapacity(snapshot.Entries.Count);
-        foreach (var (key, entry) in snapshot.Entries)
-        {
-            // An entry in a segment that is gone was superseded and compacted away; the newer record is scanned below.
-            if (!_segments.ContainsKey(entry.SegmentId))
-            {
-                continue;
-            }
-            var hash = KeyComparer.Hash(key);
-            if (_index.Apply(key, hash, entry, out var replaced, out var hadPrevious))
-            {
-                AccountReplacement(key.Length, entry, replaced, hadPrevious);
-            }
-            // The saved filter is only trusted where it agrees with the index: a key it lacks is added back.
-            if (!_bloom.MayContain(hash))
-            {
-                _bloom.Add(hash);
-            }
-        }
         foreach (var p in snapshot.Pending)
         {
             if (_segments.TryGetValue(p.SegmentId, out var segment))
@@ -162,6 +155,150 @@ public sealed partial class BlobStore
                 context.Prepares[p.Id] = new PendingTx(p.Id, p.Key, segment, p.Offset, p.ValueLength, p.Sequence, p.PreparedAtMs);
             }
         }
+        rejected = null;
+        return true;
+    }
+
+    // The slow path, one key at a time: version 1 entries, and version 2 entries that are not where the section says.
+    private void ApplySnapshotEntry(byte[] key, ulong hash, in IndexEntry entry, BloomFilter filter)
+    {
+        // An entry in a segment that is gone was superseded and compacted away; the newer record is scanned later.
+        if (!_segments.ContainsKey(entry.SegmentId))
+        {
+            return;
+        }
+        if (_index.Apply(key, hash, entry, out var replaced, out var hadPrevious))
+        {
+            AccountReplacement(key.Length, entry, replaced, hadPrevious);
+        }
+        // The saved filter is only trusted where it agrees with the index: a key it lacks is added back.
+        if (!filter.MayContain(hash))
+        {
+            filter.Add(hash);
+        }
+    }
+
+    /// <summary>
+    /// Loads a version 2 snapshot's sections on every core: each worker takes the next section, reads it, checks its
+    /// CRC and inserts its keys straight into the index stripe of the same number under one lock. Live bytes are
+    /// summed per worker and added to the segments once at the end, and only if every section was sound.
+    /// </summary>
+    private bool LoadSections(SnapshotHead snapshot, BloomFilter filter, out string? rejected)
+    {
+        var sections = snapshot.Sections;
+        var direct = sections.Length == KeyIndex.StripeCount;
+        if (!direct)
+        {
+            _index.EnsureCapacity(snapshot.EntryCount);
+        }
+        using var file = _fs.Open(Path.Combine(_options.DataDirectory, IndexSnapshot.FileName), OpenMode.ReadOnly);
+        var workers = Math.Clamp(Environment.ProcessorCount, 1, sections.Length);
+        var results = new SectionLoad[workers];
+        var next = -1;
+        string? failure = null;
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        {
+            var load = new SectionLoad();
+            results[w] = load;
+            var buffer = Array.Empty<byte>();
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < sections.Length && Volatile.Read(ref failure) == null)
+            {
+                var section = sections[i];
+                if (!IndexSnapshot.TryReadSection(file, section, ref buffer))
+                {
+                    Interlocked.CompareExchange(ref failure, $"snapshot section {i} CRC mismatch", null);
+                    return;
+                }
+                if (!LoadSection(buffer.AsSpan(0, section.Length), section.Count, direct ? i : -1, filter, load))
+                {
+                    Interlocked.CompareExchange(ref failure, $"snapshot section {i} does not match its count", null);
+                    return;
+                }
+            }
+        });
+        if (failure != null)
+        {
+            rejected = failure;
+            return false;
+        }
+        foreach (var load in results)
+        {
+            foreach (var (_, tally) in load.Segments)
+            {
+                if (tally.Segment is { } segment)
+                {
+                    segment.AddLive(tally.LiveBytes - tally.TombstoneBytes, tombstone: false);
+                    segment.AddLive(tally.TombstoneBytes, tombstone: true);
+                }
+            }
+        }
+        foreach (var load in results)
+        {
+            foreach (var (key, hash, entry) in load.Elsewhere)
+            {
+                ApplySnapshotEntry(key, hash, entry, filter);
+            }
+        }
+        rejected = null;
+        return true;
+    }
+
+    private bool LoadSection(ReadOnlySpan<byte> bytes, int count, int stripeIndex, BloomFilter filter, SectionLoad load)
+    {
+        var reader = new SectionReader(bytes, count);
+        if (stripeIndex < 0)
+        {
+            while (reader.TryNext(out var key, out var entry))
+            {
+                load.Elsewhere.Add((key.ToArray(), KeyComparer.Hash(key), entry));
+            }
+            return reader.Complete && reader.Consumed == bytes.Length;
+        }
+        using var stripe = _index.BeginBulk(stripeIndex, count);
+        while (reader.TryNext(out var key, out var entry))
+        {
+            var hash = KeyComparer.Hash(key);
+            ref var tally = ref CollectionsMarshal.GetValueRefOrAddDefault(load.Segments, entry.SegmentId, out var seen);
+            if (!seen)
+            {
+                tally.Segment = _segments.GetValueOrDefault(entry.SegmentId);
+            }
+            if (tally.Segment == null)
+            {
+                continue; // superseded and compacted away, as in ApplySnapshotEntry
+            }
+            var array = key.ToArray();
+            if (KeyIndex.StripeIndexOf(hash) != stripeIndex || !stripe.TryAddNew(array, entry))
+            {
+                load.Elsewhere.Add((array, hash, entry)); // another stripe's lock must not be taken while this one is held
+                continue;
+            }
+            var size = entry.RecordSize(array.Length);
+            tally.LiveBytes += size;
+            if (entry.IsTombstone)
+            {
+                tally.TombstoneBytes += size;
+            }
+            if (!filter.MayContain(hash))
+            {
+                filter.Add(hash);
+            }
+        }
+        return reader.Complete && reader.Consumed == bytes.Length;
+    }
+
+    private sealed class SectionLoad
+    {
+        public Dictionary<uint, SegmentTally> Segments { get; } = [];
+        public List<(byte[] Key, ulong Hash, IndexEntry Entry)> Elsewhere { get; } = [];
+    }
+
+    private struct SegmentTally
+    {
+        public Segment? Segment;
+        public long LiveBytes;
+        public long TombstoneBytes;
     }
 
     private void AccountReplacement(int keyLength, in IndexEntry entry, in IndexEntry replaced, bool hadPrevious)

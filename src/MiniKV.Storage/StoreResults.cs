@@ -98,9 +98,12 @@ public sealed record StoreStats
     public RecoveryInfo? LastRecovery { get; init; }
 }
 
-/// <summary>How the last open rebuilt the index: from a snapshot plus a tail, or by a full scan; and what it repaired.</summary>
+/// <summary>
+/// How the last open rebuilt the index: from a snapshot plus a tail, or by a full scan; and what it repaired.
+/// <see cref="CpuTime"/> is the whole process's CPU time during the recovery (all cores, anything else the process did included).
+/// </summary>
 public sealed record RecoveryInfo(bool FromSnapshot, string? SnapshotRejectedBecause, long RecordsScanned, long WalRecordsReplayed,
-    long TornBytesTruncated, long SkippedDamagedBytes, int IncompleteBlobsRemoved, bool BloomRebuilt, TimeSpan Elapsed);
+    long TornBytesTruncated, long SkippedDamagedBytes, int IncompleteBlobsRemoved, bool BloomRebuilt, TimeSpan Elapsed, TimeSpan CpuTime);
 
 /// <summary>What a compaction run did.</summary>
 public sealed record CompactionResult(int SegmentsCompacted, long BytesBefore, long BytesAfter, long RecordsCopied, long TombstonesDropped);

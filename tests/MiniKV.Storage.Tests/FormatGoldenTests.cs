@@ -79,23 +79,66 @@ public class FormatGoldenTests
     {
         var fs = new MiniKV.Testing.FaultyFileSystem();
         fs.CreateDirectory("/d");
-        var data = new SnapshotData(77, 5,
-            [new SnapshotSegment(1, SegmentKind.Log, 100, 1, 9)],
-            [new(System.Text.Encoding.UTF8.GetBytes("ab"), new IndexEntry(9, 60, 4, 1, RecordKind.Put))],
-            [new SnapshotPending(new TxId(1, 2), System.Text.Encoding.UTF8.GetBytes("c"), 1, 80, 3, 8, 1_700_000_000_000)]);
-        IndexSnapshot.Write(fs, "/d", data);
+        var data = GoldenData();
+        IndexSnapshot.Write(fs, "/d", data, sectionCount: 1);
         var bytes = fs.ReadAllBytes("/d/" + IndexSnapshot.FileName);
         Assert.Equal(SnapshotGolden, Convert.ToHexString(bytes));
         Assert.Equal("MKPS", System.Text.Encoding.ASCII.GetString(bytes, 0, 4));
+        AssertReadsBack(fs, data);
+    }
 
+    [Fact]
+    public void Version_1_snapshots_are_still_read()
+    {
+        var fs = new MiniKV.Testing.FaultyFileSystem();
+        fs.CreateDirectory("/d");
+        using (var file = fs.Open("/d/" + IndexSnapshot.FileName, MiniKV.Storage.IO.OpenMode.CreateNew))
+        {
+            file.Write(0, Convert.FromHexString(SnapshotVersion1Golden));
+        }
+        AssertReadsBack(fs, GoldenData());
+    }
+
+    [Fact]
+    public void Snapshot_sections_round_trip_for_many_keys()
+    {
+        var fs = new MiniKV.Testing.FaultyFileSystem();
+        fs.CreateDirectory("/d");
+        var entries = new List<KeyValuePair<byte[], IndexEntry>>();
+        for (var i = 0; i < 1000; i++)
+        {
+            entries.Add(new(System.Text.Encoding.UTF8.GetBytes($"key-{i}"), new IndexEntry(i + 1, i * 10L, i, (uint)(1 + (i % 3)), i % 7 == 0 ? RecordKind.Tombstone : RecordKind.Put)));
+        }
+        IndexSnapshot.Write(fs, "/d", new SnapshotData(5000, 9, [], entries, []));
+        var head = IndexSnapshot.TryReadHead(fs, "/d", out _);
+        Assert.NotNull(head);
+        Assert.Equal(64, head.Sections.Length);
+        Assert.Equal(1000, head.Sections.Sum(s => s.Count));
+        var read = IndexSnapshot.TryRead(fs, "/d", out var why);
+        Assert.Null(why);
+        Assert.NotNull(read);
+        Assert.Equal(
+            entries.Select(e => (System.Text.Encoding.UTF8.GetString(e.Key), e.Value)).OrderBy(e => e.Item1, StringComparer.Ordinal),
+            read.Entries.Select(e => (System.Text.Encoding.UTF8.GetString(e.Key), e.Value)).OrderBy(e => e.Item1, StringComparer.Ordinal));
+    }
+
+    private static SnapshotData GoldenData() => new(77, 5,
+        [new SnapshotSegment(1, SegmentKind.Log, 100, 1, 9)],
+        [new(System.Text.Encoding.UTF8.GetBytes("ab"), new IndexEntry(9, 60, 4, 1, RecordKind.Put))],
+        [new SnapshotPending(new TxId(1, 2), System.Text.Encoding.UTF8.GetBytes("c"), 1, 80, 3, 8, 1_700_000_000_000)]);
+
+    private static void AssertReadsBack(MiniKV.Testing.FaultyFileSystem fs, SnapshotData data)
+    {
         var read = IndexSnapshot.TryRead(fs, "/d", out var why);
         Assert.NotNull(read);
         Assert.Null(why);
         Assert.Equal(77, read.Sequence);
+        Assert.Equal(5, read.NextSegmentId);
         Assert.Equal(data.Segments, read.Segments);
         Assert.Equal("ab"u8.ToArray(), read.Entries[0].Key);
         Assert.Equal(data.Entries[0].Value, read.Entries[0].Value);
         Assert.Equal(data.Pending[0] with { Key = read.Pending[0].Key }, read.Pending[0]);
+        Assert.Equal("c"u8.ToArray(), read.Pending[0].Key);
     }
 
     [Fact]
@@ -122,6 +165,9 @@ public class FormatGoldenTests
         "4D4B56520102010000000000000000000700000000000000445E7C141FD1DBD26B";
     private const string WalGolden =
         "4D57414C010000000300000000100000000000006300000000000000150416B2";
+    // Version 2 with one section: head (48-byte header, segments, pending, section table, head CRC), then the section.
     private const string SnapshotGolden =
+        "4D4B5053020000004D000000000000000500000000000000010000000100000001000000000000000100000098000000010000000064000000000000000100000000000000090000000000000001000000000000000200000000000000010063010000005000000000000000030000000000000008000000000000000068E5CF8B0100000100000021000000000000008BCA103C62E89D800200616209000000000000003C0000000000000004000000000000000100000001";
+    private const string SnapshotVersion1Golden =
         "4D4B5053010000004D0000000000000005000000000000000100000001000000010000000000000001000000006400000000000000010000000000000009000000000000000200616209000000000000003C000000000000000400000000000000010000000101000000000000000200000000000000010063010000005000000000000000030000000000000008000000000000000068E5CF8B0100008F2B4CFB";
 }

@@ -53,10 +53,10 @@ public static partial class StorageReport
     private static async Task RestartAsync(ReportSettings settings, ReportTable table, Dataset dataset)
     {
         await dataset.EnsureBuiltAsync(table);
-        List<double> fromSnapshot = [], rebuild = [], parse = [], snapshotGcs = [];
+        List<double> fromSnapshot = [], rebuild = [], parse = [], snapshotGcs = [], snapshotCpu = [];
         for (var run = -1; run < settings.Runs; run++)
         {
-            // The snapshot file alone: read, CRC and parse into entries, without building the index.
+            // The snapshot file alone, read sequentially into a list of entries (what tests use; OpenAsync loads its sections in parallel).
             var clock = Stopwatch.StartNew();
             var data = IndexSnapshot.TryRead(PhysicalFileSystem.Instance, dataset.Options.DataDirectory, out var rejected)
                 ?? throw new InvalidOperationException($"no usable snapshot: {rejected}");
@@ -69,7 +69,9 @@ public static partial class StorageReport
             GC.Collect();
 
             var gcs = GC.CollectionCount(0) + GC.CollectionCount(1) + GC.CollectionCount(2);
+            var cpu = Environment.CpuUsage.TotalTime;
             var (snapshotMs, info) = await TimedOpenAsync(dataset.Options);
+            var cpuMs = (Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds; // includes the dispose's snapshot write
             gcs = GC.CollectionCount(0) + GC.CollectionCount(1) + GC.CollectionCount(2) - gcs;
             if (!info.FromSnapshot)
             {
@@ -92,13 +94,15 @@ public static partial class StorageReport
             rebuild.Add(rebuildMs);
             parse.Add(parseMs);
             snapshotGcs.Add(gcs);
-            Progress($"[restart] run {run + 1}: snapshot {Fmt.Ms(snapshotMs)} (parse alone {Fmt.Ms(parseMs)}, {gcs} GCs), rebuild {Fmt.Ms(rebuildMs)}");
+            snapshotCpu.Add(info.CpuTime.TotalMilliseconds);
+            Progress($"[restart] run {run + 1}: snapshot {Fmt.Ms(snapshotMs)} (recovery CPU {Fmt.Ms(info.CpuTime.TotalMilliseconds)}, open+dispose CPU {Fmt.Ms(cpuMs)}; sequential parse alone {Fmt.Ms(parseMs)}, {gcs} GCs), rebuild {Fmt.Ms(rebuildMs)}");
         }
         var snapshot = Measure.Median(fromSnapshot);
         table.Add(new ReportRow($"OpenAsync from snapshot, {Dataset.KeyCount:N0} keys", Fmt.Ms(snapshot), Fmt.Spread(fromSnapshot, Fmt.Ms), "", "",
-            "≤ 100 ms", Fmt.Verdict(snapshot <= 100), $"warm page cache; {Measure.Median(snapshotGcs):0} GCs during the open (median)"));
-        table.Add(new ReportRow("  of which the snapshot file alone (read, CRC, parse)", Fmt.Ms(Measure.Median(parse)), Fmt.Spread(parse, Fmt.Ms), "", "",
-            "diagnostic", "—", "IndexSnapshot.TryRead, timed separately"));
+            "≤ 100 ms", Fmt.Verdict(snapshot <= 100),
+            $"warm page cache; {Measure.Median(snapshotGcs):0} GCs during the open; recovery CPU time {Fmt.Ms(Measure.Median(snapshotCpu))} (medians)"));
+        table.Add(new ReportRow("  the snapshot file read sequentially into a list (read, CRC, parse)", Fmt.Ms(Measure.Median(parse)), Fmt.Spread(parse, Fmt.Ms), "", "",
+            "diagnostic", "—", "IndexSnapshot.TryRead, timed separately; not OpenAsync's path"));
         var full = Measure.Median(rebuild);
         table.Add(new ReportRow($"OpenAsync full rebuild (snapshot deleted), {Dataset.KeyCount:N0} keys", Fmt.Ms(full), Fmt.Spread(rebuild, Fmt.Ms),
             $"from snapshot: {Fmt.Ms(snapshot)}", Fmt.Ratio(full / snapshot), "report beside it", "—", "scans every record, checks both CRCs"));

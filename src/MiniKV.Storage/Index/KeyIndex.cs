@@ -12,7 +12,7 @@ namespace MiniKV.Storage.Index;
 /// </summary>
 internal sealed class KeyIndex
 {
-    private const int StripeCount = 64;
+    public const int StripeCount = 64;
     // Per cached value: the array header and the cache's dictionary slot, so the budget counts real memory.
     private const int CacheOverheadBytes = 64;
 
@@ -71,7 +71,87 @@ internal sealed class KeyIndex
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Stripe StripeOf(ulong hash) => _stripes[(int)(hash >> 58)];
+    private Stripe StripeOf(ulong hash) => _stripes[StripeIndexOf(hash)];
+
+    /// <summary>The stripe a key with this hash lives in, 0 ≤ it &lt; <see cref="StripeCount"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int StripeIndexOf(ulong hash) => (int)(hash >> 58);
+
+    /// <summary>
+    /// Holds stripe <paramref name="stripeIndex"/>'s lock for a bulk load of new keys (a snapshot section), sized for
+    /// <paramref name="expected"/> more; dispose it to release the lock. Stripes are independent, so loads of
+    /// different stripes can run on different threads at once.
+    /// </summary>
+    public BulkStripe BeginBulk(int stripeIndex, int expected)
+    {
+        var stripe = _stripes[stripeIndex];
+        stripe.Lock.Enter();
+        stripe.Map.EnsureCapacity(stripe.Map.Count + expected);
+        return new BulkStripe(this, stripeIndex);
+    }
+
+    /// <summary>Forgets every entry and cached value (a snapshot load that failed half-way).</summary>
+    public void Clear()
+    {
+        foreach (var stripe in _stripes)
+        {
+            lock (stripe.Lock)
+            {
+                stripe.Map.Clear();
+                stripe.Cache.Clear();
+                stripe.CacheOrder.Clear();
+            }
+        }
+        Interlocked.Exchange(ref _tombstones, 0);
+        Interlocked.Exchange(ref _cacheBytes, 0);
+    }
+
+    /// <summary>A stripe's lock held for a bulk load; see <see cref="BeginBulk"/>.</summary>
+    public ref struct BulkStripe
+    {
+        private readonly KeyIndex _owner;
+        private readonly Dictionary<byte[], IndexEntry> _map;
+        private readonly Lock _lock;
+        private long _tombstones;
+        private bool _disposed;
+
+        internal BulkStripe(KeyIndex owner, int index)
+        {
+            _owner = owner;
+            _map = owner._stripes[index].Map;
+            _lock = owner._stripes[index].Lock;
+        }
+
+        /// <summary>Adds a key this stripe does not hold yet, keeping the array itself; false (and no change) when it is already there.</summary>
+        public bool TryAddNew(byte[] key, in IndexEntry entry)
+        {
+            ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_map, key, out var exists);
+            if (exists)
+            {
+                return false;
+            }
+            slot = entry;
+            if (entry.IsTombstone)
+            {
+                _tombstones++;
+            }
+            return true;
+        }
+
+        public void Dispose()
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            _lock.Exit();
+            if (_tombstones != 0)
+            {
+                Interlocked.Add(ref _owner._tombstones, _tombstones);
+            }
+        }
+    }
 
     /// <summary>Finds the key's entry, and its cached value when the cache holds the current version.</summary>
     public bool TryGet(ReadOnlySpan<byte> key, ulong hash, out IndexEntry entry, out byte[]? cachedValue)

@@ -37,6 +37,7 @@ public sealed partial class RaftNode
         var soft = CurrentSoft;
         var hard = CurrentHard;
         bool hardChanged = hard != _prevHard;
+        bool termOrVote = hard.Term != _prevHard.Term || hard.VotedFor != _prevHard.VotedFor;
         var entries = _log.Unstable();
         var snapshot = _log.PendingSnapshot;
         var rd = new Ready
@@ -48,8 +49,8 @@ public sealed partial class RaftNode
             Messages = _msgs,
             CommittedEntries = _log.HasNextCommitted ? _log.NextCommitted(_opts.MaxCommittedPerReady) : [],
             ReadStates = _readStates,
-            MustSync = entries.Count > 0 || snapshot is not null
-                || (hardChanged && (hard.Term != _prevHard.Term || hard.VotedFor != _prevHard.VotedFor)),
+            MustSync = entries.Count > 0 || snapshot is not null || termOrVote,
+            TermOrVoteChanged = termOrVote,
         };
         _prevSoft = soft;
         _msgs = [];

@@ -26,7 +26,12 @@ public readonly record struct ReadState(long Index, ReadOnlyMemory<byte> Context
 /// <item>Persist <see cref="Snapshot"/> (install), <see cref="Entries"/> (append) and <see cref="HardState"/>, then
 /// make them durable with one sync. Nothing below may happen before that sync returns.</item>
 /// <item>Send <see cref="Messages"/>. Votes, acknowledgements and the leader's own claims in them depend on
-/// the state persisted in step 1 — this is the one rule that keeps a crash from un-saying a promise.</item>
+/// the state persisted in step 1 — this is the one rule that keeps a crash from un-saying a promise.
+/// One exception (thesis §10.2.1): when <see cref="TermOrVoteChanged"/> is false, the messages for which
+/// <see cref="MaySendBeforeSync"/> holds (a leader's Append, Heartbeat, Snapshot, TimeoutNow) may be sent
+/// before the sync, so the followers' disk writes overlap the leader's. They promise nothing about the
+/// leader's own log: the leader counts its own copy towards a quorum only after <see cref="RaftNode.Advance"/>
+/// reports it durable, and its term was persisted before it could lead.</item>
 /// <item>Apply <see cref="CommittedEntries"/> in order (they are always persisted by step 1).</item>
 /// <item>Serve <see cref="ReadStates"/> once the applied index reaches each one's index.</item>
 /// </list>
@@ -53,6 +58,13 @@ public sealed class Ready
 
     /// <summary>Confirmed read indexes, in request order.</summary>
     public IReadOnlyList<ReadState> ReadStates { get; init; } = [];
+
+    /// <summary>Whether this Ready changes the persisted term or vote (then every message waits for the sync).</summary>
+    public bool TermOrVoteChanged { get; init; }
+
+    /// <summary>Whether <paramref name="m"/> may be sent before the sync when <see cref="TermOrVoteChanged"/> is false.</summary>
+    public static bool MaySendBeforeSync(Message m) =>
+        m.Type is MessageType.Append or MessageType.Heartbeat or MessageType.Snapshot or MessageType.TimeoutNow;
 
     /// <summary>Whether the driver must sync storage before sending: true when the term, the vote, the log or
     /// the snapshot changed. A hard state that only moved the commit index may be written without a sync

@@ -217,6 +217,18 @@ public sealed partial class RaftHost
             _snapshotWanted = true;
         }
 
+        bool early = !rd.TermOrVoteChanged && rd.Messages.Count > 0;
+        if (early)
+        {
+            foreach (var m in rd.Messages)
+            {
+                if (Ready.MaySendBeforeSync(m))
+                {
+                    Send(m, now);
+                }
+            }
+        }
+
         if (rd.Entries.Count > 0)
         {
             _storage.Append(rd.Entries);
@@ -243,13 +255,9 @@ public sealed partial class RaftHost
 
         foreach (var m in rd.Messages)
         {
-            if (m.Type == MessageType.Snapshot)
+            if (!early || !Ready.MaySendBeforeSync(m))
             {
-                SendSnapshot(m, now);
-            }
-            else
-            {
-                _transport.Send(m);
+                Send(m, now);
             }
         }
 
@@ -268,6 +276,18 @@ public sealed partial class RaftHost
 
         _node.Advance(rd);
         ReleaseReads();
+    }
+
+    private void Send(Message m, TimeSpan now)
+    {
+        if (m.Type == MessageType.Snapshot)
+        {
+            SendSnapshot(m, now);
+        }
+        else
+        {
+            _transport.Send(m);
+        }
     }
 
     private void OnSoftState(SoftState soft)

@@ -111,7 +111,8 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
 
     public void OnMessage(Message message)
     {
-        if (!_stopping)
+        // Never throws into the transport: after a failure or during shutdown messages are dropped.
+        if (!_stopping && _fault is null)
         {
             Enqueue(message);
         }

@@ -55,6 +55,10 @@ internal sealed class SimCluster
 
     public long ReadsServed { get; private set; }
 
+    public long SnapshotsInstalled { get; private set; }
+
+    public long MembershipChanges { get; private set; }
+
     public long Elections => _leaderOfTerm.Count;
 
     private sealed record InFlight(long DeliverAt, Message Message, (long Index, Entry?[] Data)? Snapshot);
@@ -164,6 +168,20 @@ internal sealed class SimCluster
             }
 
             n.Sm.Restore(data.Index, data.Data);
+            SnapshotsInstalled++;
+        }
+
+        // Like RaftHost: a leader's replication messages overlap its own disk write.
+        bool early = !rd.TermOrVoteChanged;
+        if (early)
+        {
+            foreach (var m in rd.Messages)
+            {
+                if (Ready.MaySendBeforeSync(m))
+                {
+                    Send(n, m);
+                }
+            }
         }
 
         // 1. persist with one sync
@@ -199,7 +217,10 @@ internal sealed class SimCluster
         // 2. send
         foreach (var m in rd.Messages)
         {
-            Send(n, m);
+            if (!early || !Ready.MaySendBeforeSync(m))
+            {
+                Send(n, m);
+            }
         }
 
         // 3. apply
@@ -260,6 +281,10 @@ internal sealed class SimCluster
         if (e.Kind == EntryKind.Normal)
         {
             ProposalsApplied++;
+        }
+        else if (e.Kind == EntryKind.ConfChange && e.Term > 1 && prior.Print is null)
+        {
+            MembershipChanges++;
         }
     }
 

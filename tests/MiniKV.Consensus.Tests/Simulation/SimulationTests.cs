@@ -46,7 +46,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
         int start = int.TryParse(Environment.GetEnvironmentVariable("MINIKV_RAFT_SEED_START"), out int s) ? s : 1;
         var sw = Stopwatch.StartNew();
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
-        long applied = 0, reads = 0, elections = 0;
+        long applied = 0, reads = 0, elections = 0, snapshots = 0, changes = 0;
         Parallel.For(start, start + count, new ParallelOptions { MaxDegreeOfParallelism = 2 }, (seed, state) =>
         {
             try
@@ -55,6 +55,8 @@ public sealed class SimulationTests(ITestOutputHelper output)
                 Interlocked.Add(ref applied, c.ProposalsApplied);
                 Interlocked.Add(ref reads, c.ReadsServed);
                 Interlocked.Add(ref elections, c.Elections);
+                Interlocked.Add(ref snapshots, c.SnapshotsInstalled);
+                Interlocked.Add(ref changes, c.MembershipChanges);
             }
             catch (Exception e)
             {
@@ -62,7 +64,7 @@ public sealed class SimulationTests(ITestOutputHelper output)
                 state.Stop();
             }
         });
-        output.WriteLine($"{count} seeds from {start} in {sw.Elapsed.TotalSeconds:F1} s: {applied} proposals applied, {reads} reads, {elections} elected terms");
+        output.WriteLine($"{count} seeds from {start} in {sw.Elapsed.TotalSeconds:F1} s: {applied} proposals applied, {reads} reads, {elections} elected terms, {snapshots} snapshots installed, {changes} membership changes");
         Assert.True(failures.IsEmpty, string.Join("\n\n", failures.Take(3)));
     }
 

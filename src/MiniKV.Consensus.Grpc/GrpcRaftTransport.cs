@@ -190,6 +190,10 @@ public sealed class GrpcRaftTransport : IRaftTransport
             EnableMultipleHttp2Connections = true,
         },
         MaxReceiveMessageSize = Options.MaxReceiveMessageSize,
+        // The channel's own reconnect backoff (1 s doubling to 2 min by default) would otherwise sit under ours and
+        // keep a restarted peer unreachable for seconds.
+        InitialReconnectBackoff = Options.MinBackoff,
+        MaxReconnectBackoff = Options.MaxBackoff,
     });
 
     internal void CountSent(int messages)

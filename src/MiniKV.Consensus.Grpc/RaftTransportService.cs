@@ -1,4 +1,6 @@
+using Google.Protobuf;
 using Grpc.Core;
+using Microsoft.Extensions.Hosting;
 using MiniKV.Protocol.V1;
 
 namespace MiniKV.Consensus.Grpc;
@@ -7,9 +9,10 @@ namespace MiniKV.Consensus.Grpc;
 /// The inbound side of <see cref="GrpcRaftTransport"/>: the RaftTransport gRPC service, mapped into the host's
 /// Kestrel (h2c) endpoint with <see cref="RaftTransportServiceExtensions.MapRaftTransport"/>. Broken input ends the
 /// call with INVALID_ARGUMENT, DATA_LOSS or FAILED_PRECONDITION and a message naming the problem; nothing of a
-/// refused batch reaches the handler.
+/// refused batch reaches the handler. When the host stops, open Send streams end cleanly at once, so that shutdown
+/// does not wait for peers to hang up and the peers reconnect (to the restarted node) without delay.
 /// </summary>
-public sealed class RaftTransportService(GrpcRaftTransport transport) : RaftTransport.RaftTransportBase
+public sealed class RaftTransportService(GrpcRaftTransport transport, IHostApplicationLifetime lifetime) : RaftTransport.RaftTransportBase
 {
     public override Task<HelloResponse> Hello(HelloRequest request, ServerCallContext context)
     {
@@ -28,8 +31,24 @@ public sealed class RaftTransportService(GrpcRaftTransport transport) : RaftTran
     public override async Task<SendResponse> Send(IAsyncStreamReader<RaftBatch> requestStream, ServerCallContext context)
     {
         var messages = new List<Message>();
-        while (await requestStream.MoveNext(context.CancellationToken))
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
+        while (true)
         {
+            try
+            {
+                if (!await requestStream.MoveNext(ending.Token))
+                {
+                    break;
+                }
+            }
+            catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (IsUnparsable(e))
+            {
+                throw Refuse(context, StatusCode.InvalidArgument, "a RaftBatch that is not a valid protobuf message: " + e.Message);
+            }
             messages.Clear();
             foreach (var proto in requestStream.Current.Messages)
             {
@@ -51,7 +70,16 @@ public sealed class RaftTransportService(GrpcRaftTransport transport) : RaftTran
 
     public override async Task<InstallSnapshotResponse> InstallSnapshot(IAsyncStreamReader<SnapshotChunk> requestStream, ServerCallContext context)
     {
-        if (!await requestStream.MoveNext(context.CancellationToken))
+        bool any;
+        try
+        {
+            any = await requestStream.MoveNext(context.CancellationToken);
+        }
+        catch (Exception e) when (IsUnparsable(e))
+        {
+            throw Refuse(context, StatusCode.InvalidArgument, "a SnapshotChunk that is not a valid protobuf message: " + e.Message);
+        }
+        if (!any)
         {
             throw Refuse(context, StatusCode.InvalidArgument, "empty snapshot stream: the first chunk must carry the Snapshot message");
         }
@@ -70,9 +98,31 @@ public sealed class RaftTransportService(GrpcRaftTransport transport) : RaftTran
             throw Refuse(context, StatusCode.Unavailable, "Raft is not running on this node yet");
         }
         await using var data = new SnapshotChunkStream(requestStream, context.CancellationToken);
-        await handler.OnSnapshotAsync(message, data, context.CancellationToken);
+        try
+        {
+            await handler.OnSnapshotAsync(message, data, context.CancellationToken);
+        }
+        catch (RpcException e)
+        {
+            // The chunk stream's own refusals (CRC mismatch, a second message) surface here through the handler.
+            transport.CountReceiveError();
+            Log.Refused(transport.Logger, context.Peer, e.Status.Detail);
+            throw;
+        }
         transport.CountReceived(1);
         return new InstallSnapshotResponse { ReceivedBytes = data.BytesRead };
+    }
+
+    private static bool IsUnparsable(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is InvalidProtocolBufferException)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private Message Decode(RaftMessage proto, ServerCallContext context)

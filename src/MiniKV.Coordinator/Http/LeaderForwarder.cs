@@ -96,9 +96,9 @@ public sealed class LeaderForwarder : IDisposable
         }
         foreach (var (name, values) in request.Headers)
         {
-            if (HopByHop.Contains(name))
+            if (HopByHop.Contains(name) || name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
             {
-                continue;
+                continue; // set on the content above, from the parsed value
             }
             if (!message.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values))
             {

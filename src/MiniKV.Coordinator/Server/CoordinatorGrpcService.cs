@@ -1,0 +1,87 @@
+using Grpc.Core;
+using MiniKV.Coordinator.Metadata;
+using MiniKV.Coordinator.Metadata.Commands;
+using MiniKV.Protocol.V1;
+
+namespace MiniKV.Coordinator.Server;
+
+/// <summary>
+/// The Coordinator gRPC service volumes call (coordinator.proto): Join, Heartbeat, TransactionOutcome. Only a ready
+/// leader answers; others say not_leader with a hint.
+/// </summary>
+internal sealed class CoordinatorGrpcService(CoordinatorNode node, ILogger<CoordinatorGrpcService> logger) : Protocol.V1.Coordinator.CoordinatorBase
+{
+    public override async Task<JoinResponse> Join(JoinRequest request, ServerCallContext context)
+    {
+        if (request.VolumeId.Length == 0 || request.GrpcAddress.Length == 0)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "volume_id and grpc_address are required"));
+        }
+        if (await node.EnsureLeaderReadyAsync(context.CancellationToken) == null)
+        {
+            return new JoinResponse { NotLeader = true, Leader = Hint() };
+        }
+        var result = await node.ProposeAsync(new RegisterVolumeCommand(request.VolumeId, request.HttpAddress, request.GrpcAddress,
+            request.CapacityBytes, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), context.CancellationToken);
+        if (result.Status != Consensus.ProposalStatus.Applied)
+        {
+            return new JoinResponse { NotLeader = true, Leader = Hint() };
+        }
+        node.Tracker.Report(request.VolumeId, new VolumeReport(Environment.TickCount64, Health.Ok, "", request.Keys, request.LiveBytes, request.FreeBytes, request.CapacityBytes, 0));
+        Log.VolumeJoined(logger, request.VolumeId, request.HttpAddress, request.GrpcAddress);
+        return new JoinResponse { Leader = Hint(), HeartbeatIntervalMs = (uint)node.Options.HeartbeatInterval.TotalMilliseconds };
+    }
+
+    public override async Task<HeartbeatResponse> Heartbeat(HeartbeatRequest request, ServerCallContext context)
+    {
+        if (await node.EnsureLeaderReadyAsync(context.CancellationToken) == null)
+        {
+            return new HeartbeatResponse { NotLeader = true, Leader = Hint() };
+        }
+        if (!node.StateMachine.Registry.Volumes.TryGetValue(request.VolumeId, out var volume))
+        {
+            return new HeartbeatResponse { UnknownVolume = true };
+        }
+        node.Tracker.Report(request.VolumeId, new VolumeReport(Environment.TickCount64, request.Health, request.HealthDetail, request.Keys,
+            request.LiveBytes, request.FreeBytes, request.CapacityBytes, request.PreparedTransactions));
+        if (volume.State == VolumeState.Down && request.Health != Health.Failed)
+        {
+            node.ProposeVolumeState(volume.Id, VolumeState.Up);
+        }
+        else if (volume.State == VolumeState.Up && request.Health == Health.Failed)
+        {
+            node.ProposeVolumeState(volume.Id, VolumeState.Down);
+        }
+        return new HeartbeatResponse();
+    }
+
+    public override async Task<TransactionOutcomeResponse> TransactionOutcome(TransactionOutcomeRequest request, ServerCallContext context)
+    {
+        if (await node.EnsureLeaderReadyAsync(context.CancellationToken) == null)
+        {
+            return new TransactionOutcomeResponse { NotLeader = true, Leader = Hint() };
+        }
+        var response = new TransactionOutcomeResponse();
+        foreach (var id in request.TxIds)
+        {
+            if (id.Length != TxBytes.Size)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"a transaction id is {id.Length} bytes; ids are 16 bytes"));
+            }
+            response.Outcomes.Add(new TxOutcome { TxId = id, Outcome = node.OutcomeOf(TxBytes.Read(id.Span)) });
+        }
+        return response;
+    }
+
+    private LeaderHint Hint()
+    {
+        var leader = node.Consensus.Leader;
+        var hint = new LeaderHint { Id = leader.LeaderId ?? "" };
+        if (leader.LeaderId is { } id && node.StateMachine.Registry.Coordinators.TryGetValue(id, out var c))
+        {
+            hint.GrpcAddress = c.GrpcAddress;
+            hint.HttpAddress = c.HttpAddress;
+        }
+        return hint;
+    }
+}

@@ -1,0 +1,101 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+
+namespace MiniKV.Coordinator.Server;
+
+/// <summary>
+/// The coordinator's Prometheus counters and latency histograms, rendered as text for <c>/metrics</c>; gauges are
+/// read from callbacks at scrape time. Thread-safety: recording is lock-free and safe from any thread.
+/// </summary>
+public sealed class CoordinatorMetrics
+{
+    private static readonly double[] Bounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    private readonly ConcurrentDictionary<(string Route, int Status), long[]> _requests = new();
+    private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long[]> _counters = new(StringComparer.Ordinal);
+    private readonly List<(string Name, string Help, Func<IEnumerable<(string Labels, double Value)>> Read)> _gauges = [];
+
+    private sealed class Histogram
+    {
+        public readonly long[] Buckets = new long[Bounds.Length + 1];
+        public long SumMicros;
+        public long Count;
+    }
+
+    public void Request(string route, int status, TimeSpan elapsed)
+    {
+        Interlocked.Increment(ref _requests.GetOrAdd((route, status), static _ => new long[1])[0]);
+        var h = _latency.GetOrAdd(route, static _ => new Histogram());
+        var seconds = elapsed.TotalSeconds;
+        var i = 0;
+        while (i < Bounds.Length && seconds > Bounds[i])
+        {
+            i++;
+        }
+        Interlocked.Increment(ref h.Buckets[i]);
+        Interlocked.Add(ref h.SumMicros, (long)(seconds * 1e6));
+        Interlocked.Increment(ref h.Count);
+    }
+
+    /// <summary>Adds to a counter named with its labels, e.g. <c>minikv_coord_transactions_total{outcome="committed"}</c>.</summary>
+    public void Count(string nameWithLabels, long delta = 1) => Interlocked.Add(ref _counters.GetOrAdd(nameWithLabels, static _ => new long[1])[0], delta);
+
+    public long Counter(string nameWithLabels) => _counters.TryGetValue(nameWithLabels, out var c) ? Interlocked.Read(ref c[0]) : 0;
+
+    public void Gauge(string name, string help, Func<IEnumerable<(string Labels, double Value)>> read)
+    {
+        lock (_gauges)
+        {
+            _gauges.Add((name, help, read));
+        }
+    }
+
+    public string Render()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("# HELP minikv_coord_requests_total HTTP requests by route and status.");
+        text.AppendLine("# TYPE minikv_coord_requests_total counter");
+        foreach (var ((route, status), count) in _requests)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"minikv_coord_requests_total{{route=\"{route}\",status=\"{status}\"}} {Interlocked.Read(ref count[0])}\n");
+        }
+        text.AppendLine("# HELP minikv_coord_request_seconds HTTP request latency by route.");
+        text.AppendLine("# TYPE minikv_coord_request_seconds histogram");
+        foreach (var (route, h) in _latency)
+        {
+            long cumulative = 0;
+            for (var i = 0; i < h.Buckets.Length; i++)
+            {
+                cumulative += Interlocked.Read(ref h.Buckets[i]);
+                var le = i < Bounds.Length ? Bounds[i].ToString(CultureInfo.InvariantCulture) : "+Inf";
+                text.Append(CultureInfo.InvariantCulture, $"minikv_coord_request_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}\n");
+            }
+            text.Append(CultureInfo.InvariantCulture, $"minikv_coord_request_seconds_sum{{route=\"{route}\"}} {Interlocked.Read(ref h.SumMicros) / 1e6}\n");
+            text.Append(CultureInfo.InvariantCulture, $"minikv_coord_request_seconds_count{{route=\"{route}\"}} {Interlocked.Read(ref h.Count)}\n");
+        }
+        var typed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, count) in _counters)
+        {
+            var bare = name.Split('{')[0];
+            if (typed.Add(bare))
+            {
+                text.Append("# TYPE ").Append(bare).AppendLine(" counter");
+            }
+            text.Append(name).Append(' ').Append(Interlocked.Read(ref count[0]).ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
+        lock (_gauges)
+        {
+            foreach (var (name, help, read) in _gauges)
+            {
+                text.Append("# HELP ").Append(name).Append(' ').AppendLine(help);
+                text.Append("# TYPE ").Append(name).AppendLine(" gauge");
+                foreach (var (labels, value) in read())
+                {
+                    text.Append(name).Append(labels).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+                }
+            }
+        }
+        return text.ToString();
+    }
+}

@@ -1,0 +1,19 @@
+namespace MiniKV.Coordinator.Server;
+
+internal static partial class Log
+{
+    [LoggerMessage(Level = LogLevel.Information, Message = "coordinator {Id} serving HTTP on {Http} and gRPC on {Grpc}; metadata in {Db} at applied index {Applied}")]
+    public static partial void Serving(ILogger logger, string id, string http, string grpc, string db, long applied);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "volume {Volume} sent no heartbeat for {After}: marking it down")]
+    public static partial void VolumeDown(ILogger logger, string volume, TimeSpan after);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "volume {Volume} joined: http {Http}, grpc {Grpc}")]
+    public static partial void VolumeJoined(ILogger logger, string volume, string http, string grpc);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "leader housekeeping failed: {Problem}")]
+    public static partial void LeaderLoopProblem(ILogger logger, string problem);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "request {Method} {Path} failed")]
+    public static partial void RequestFailed(ILogger logger, Exception exception, string method, string path);
+}

@@ -30,9 +30,11 @@ internal static class BenchCommand
         var keyPrefix = new Option<string>("--key-prefix") { Description = "Prefix of the benchmark's keys", DefaultValueFactory = _ => "bench/", HelpName = "P" };
         var seed = new Option<int?>("--seed") { Description = "Seed of the key and operation choice (default: random, printed)", HelpName = "N" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object (for scripts)" };
+        var operations = new Option<long?>("--ops") { Description = "Run exactly N operations instead of --duration (no warmup), e.g. --ops 1 --value-size 1GiB", HelpName = "N" };
+        operations.Check(value => value is < 1 ? "--ops must be at least 1" : null);
         var command = new Command("bench", "Closed-loop load: prints ops/s and p50/p90/p95/p99/p999 latency per operation")
         {
-            target, etcd, concurrency, valueSize, mix, duration, warmup, keys, consistency, preload, keyPrefix, seed, json,
+            target, etcd, concurrency, valueSize, mix, duration, warmup, operations, keys, consistency, preload, keyPrefix, seed, json,
         };
         concurrency.Check(value => value is < 1 or > 10_000 ? "--concurrency must be between 1 and 10000" : null);
         keys.Check(value => value < 1 ? "--keys must be at least 1" : null);
@@ -50,6 +52,7 @@ internal static class BenchCommand
                 ValueSize = BenchSettings.ParseSize(parsed.GetValue(valueSize)!, out _)!.Value,
                 ReadPercent = readPercent,
                 Duration = BenchSettings.ParseDuration(parsed.GetValue(duration)!, "--duration", out _)!.Value,
+                Operations = parsed.GetValue(operations),
                 Warmup = BenchSettings.ParseDuration(parsed.GetValue(warmup)!, "--warmup", out _)!.Value,
                 Keys = parsed.GetValue(keys),
                 Stale = parsed.GetValue(consistency) == "stale",
@@ -59,7 +62,7 @@ internal static class BenchCommand
             };
             using var load = CreateTarget(settings, global, parsed, console, parsed.GetValue(etcd)!);
             await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"bench {load.Name}: concurrency {settings.Concurrency}, value {Format(settings.ValueSize)}, read:write {settings.MixText}, {settings.Keys} keys, {(settings.Stale ? "stale" : "linearizable")} reads, {settings.Warmup.TotalSeconds:0.#} s warmup + {settings.Duration.TotalSeconds:0.#} s, seed {settings.Seed}"));
+                $"bench {load.Name}: concurrency {settings.Concurrency}, value {Format(settings.ValueSize)}, read:write {settings.MixText}, {settings.Keys} keys, {(settings.Stale ? "stale" : "linearizable")} reads, {(settings.Operations is { } ops ? ops + " operations" : $"{settings.Warmup.TotalSeconds:0.#} s warmup + {settings.Duration.TotalSeconds:0.#} s")}, seed {settings.Seed}"));
             if (settings.Preload)
             {
                 await console.Error.WriteLineAsync($"bench {load.Name}: preloading {settings.Keys} keys");

@@ -81,8 +81,10 @@ internal static class BenchRunner
     {
         var frequency = Stopwatch.Frequency;
         var start = Stopwatch.GetTimestamp();
-        var measureFrom = start + (long)(settings.Warmup.TotalSeconds * frequency);
-        var end = measureFrom + (long)(settings.Duration.TotalSeconds * frequency);
+        var counted = settings.Operations is not null;
+        var measureFrom = counted ? start : start + (long)(settings.Warmup.TotalSeconds * frequency);
+        var end = counted ? long.MaxValue : measureFrom + (long)(settings.Duration.TotalSeconds * frequency);
+        var remaining = settings.Operations ?? long.MaxValue;
         var workers = new Task<BenchResult>[settings.Concurrency];
         for (var w = 0; w < workers.Length; w++)
         {
@@ -93,7 +95,7 @@ internal static class BenchRunner
                 while (!cancellationToken.IsCancellationRequested)
                 {
                     var began = Stopwatch.GetTimestamp();
-                    if (began >= end)
+                    if (began >= end || (counted && Interlocked.Decrement(ref remaining) < 0))
                     {
                         break;
                     }
@@ -128,7 +130,7 @@ internal static class BenchRunner
         {
             all.Add(worker);
         }
-        all.Measured = TimeSpan.FromSeconds((Math.Min(Stopwatch.GetTimestamp(), end) - measureFrom) / (double)frequency);
+        all.Measured = Stopwatch.GetElapsedTime(measureFrom, Math.Min(Stopwatch.GetTimestamp(), end));
         return all;
     }
 }

@@ -17,6 +17,9 @@ internal sealed record BenchSettings
 
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>When set: exactly this many operations (no warmup, no time limit), e.g. one 1 GiB PUT.</summary>
+    public long? Operations { get; init; }
+
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(1);
 
     public int Keys { get; init; } = 10_000;

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# minikv beside etcd on this machine, in one run, with the same closed-loop load (issue 5 "Performance"):
+#   put, linearizable get, and stale get (etcd: serializable) of VALUE_SIZE values at CONCURRENCY clients, against
+#   a fresh `minikv dev` cluster (3 coordinators + 3 volumes, R = 3) and a fresh 3-member etcd cluster (Debian
+#   etcd-server, installed here when missing), all on 127.0.0.1; then one LARGE_SIZE PUT and GET through minikv.
+# Both loads come from `minikv bench` (--target etcd drives etcd's HTTP/JSON gateway, /v3/kv/put and /v3/kv/range,
+# the same HTTP/1.1 + pooled connections shape as minikv's API), so the ratio compares the servers, not two tools.
+# The phases alternate etcd/minikv so a drift in background load hits both. The script records the PIDs it
+# starts, stops only those (SIGTERM, then SIGKILL after 15 s), and deletes its temporary directory.
+#
+# Usage: bench/scripts/benchmark.sh [--etcd-only | --minikv-only]
+# Environment (defaults): CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=20s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
+#   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0 (1 keeps the data and logs)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CONCURRENCY=${CONCURRENCY:-64}
+VALUE_SIZE=${VALUE_SIZE:-1KiB}
+DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-3s}
+KEYS=${KEYS:-10000}
+LARGE_SIZE=${LARGE_SIZE:-1GiB}
+SKIP_BUILD=${SKIP_BUILD:-0}
+KEEP=${KEEP:-0}
+RUN_ETCD=1
+RUN_MINIKV=1
+case "${1:-}" in
+  --etcd-only) RUN_MINIKV=0 ;;
+  --minikv-only) RUN_ETCD=0 ;;
+  "") ;;
+  *) echo "usage: $0 [--etcd-only | --minikv-only]" >&2; exit 2 ;;
+esac
+
+WORK=$(mktemp -d "${WORK_DIR:-/tmp}/minikv-benchmark.XXXXXX")
+RESULTS=$WORK/results
+mkdir -p "$RESULTS"
+PIDS=()
+MINIKV_DLL=$ROOT/src/MiniKV.Cli/bin/Release/net10.0/minikv.dll
+COORDINATORS=http://127.0.0.1:5000,http://127.0.0.1:5002,http://127.0.0.1:5004
+ETCD_URL=http://127.0.0.1:2379
+
+log() { echo "# $*" >&2; }
+
+stop_pid() { # SIGTERM one of our processes, wait up to 15 s, then SIGKILL it
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  log "pid $pid did not stop on SIGTERM; SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() { # URL SECONDS [BODY-SUBSTRING]: until the URL answers 200 (and contains the substring)
+  local url=$1 seconds=$2 want=${3:-} i body
+  for i in $(seq $((seconds * 10))); do
+    if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ -z "$want" || "$body" == *"$want"* ]]; then return 0; fi
+    sleep 0.1
+  done
+  log "$url not ready after $seconds s"
+  return 1
+}
+
+minikv() { dotnet "$MINIKV_DLL" "$@"; }
+
+# -------- build and install --------
+if [ "$RUN_MINIKV" = 1 ] && [ "$SKIP_BUILD" != 1 ]; then
+  log "building minikv (Release)"
+  dotnet build "$ROOT/src/MiniKV.Cli" -c Release -nologo -v quiet >&2
+fi
+if [ ! -f "$MINIKV_DLL" ]; then
+  log "minikv is not built: dotnet build src/MiniKV.Cli -c Release"; exit 1
+fi
+if [ "$RUN_ETCD" = 1 ] && ! command -v etcd >/dev/null; then
+  log "installing etcd-server (apt)"
+  if ! apt-get install -y -q etcd-server >&2; then apt-get update -q >&2 && apt-get install -y -q etcd-server >&2; fi
+  # The Debian package starts a single-node etcd service on 2379/2380; ours needs those ports.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
+fi
+for port in 2379 2380 22379 22380 32379 32380 5000 5001 5002 5003 5004 5005 6000 6001 6002 6003 6004 6005; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then log "port $port is already in use; stop what runs there first"; exit 1; fi
+done
+
+# -------- start the clusters --------
+if [ "$RUN_ETCD" = 1 ]; then
+  log "etcd $(etcd --version | head -1): starting 3 members"
+  CLUSTER=m1=http://127.0.0.1:2380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380
+  for m in 1 2 3; do
+    case $m in 1) c=2379 p=2380 ;; 2) c=22379 p=22380 ;; 3) c=32379 p=32380 ;; esac
+    etcd --name "m$m" --data-dir "$WORK/etcd-m$m" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token minikv-bench \
+      >"$WORK/etcd-m$m.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for c in 2379 22379 32379; do wait_http "http://127.0.0.1:$c/health" 60 '"true"'; done
+fi
+if [ "$RUN_MINIKV" = 1 ]; then
+  log "minikv: starting a dev cluster (3 coordinators, 3 volumes) in $WORK/minikv"
+  minikv dev --dir "$WORK/minikv" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
+  PIDS+=($!)
+  for port in 5000 5002 5004 6000 6002 6004; do
+    wait_http "http://127.0.0.1:$port/health/ready" 120 || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
+  done
+fi
+log "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# -------- the runs (each writes one JSON line) --------
+run() { # NAME TARGET CONCURRENCY VALUE-SIZE KEYS ARGS...: one `minikv bench` run, JSON to $RESULTS/NAME.json
+  local name=$1 target=$2 clients=$3 size=$4 keys=$5; shift 5
+  log "$name"
+  minikv bench --target "$target" --etcd "$ETCD_URL" --coordinator "$COORDINATORS" --concurrency "$clients" \
+    --value-size "$size" --duration "$DURATION" --warmup "$WARMUP" --keys "$keys" --seed 1 --json "$@" >"$RESULTS/$name.json"
+}
+for phase in put get stale; do
+  for target in etcd minikv; do
+    if [ "$target" = etcd ] && [ "$RUN_ETCD" != 1 ]; then continue; fi
+    if [ "$target" = minikv ] && [ "$RUN_MINIKV" != 1 ]; then continue; fi
+    case $phase in
+      put) run "$target-put" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix write ;;
+      get) run "$target-get" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload ;;
+      stale) run "$target-stale" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload false --consistency stale ;;
+    esac
+  done
+done
+if [ "$RUN_MINIKV" = 1 ] && [ "$LARGE_SIZE" != 0 ]; then
+  run minikv-large-put minikv 1 "$LARGE_SIZE" 1 --key-prefix large/ --mix write --ops 1
+  run minikv-large-get minikv 1 "$LARGE_SIZE" 1 --key-prefix large/ --mix read --preload false --ops 1
+fi
+log "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# -------- side by side --------
+python3 - "$RESULTS" "$CONCURRENCY" "$VALUE_SIZE" <<'PY'
+import json, os, sys
+results, concurrency, size = sys.argv[1], sys.argv[2], sys.argv[3]
+def load(name):
+    path = os.path.join(results, name + ".json")
+    return json.load(open(path)) if os.path.exists(path) else None
+rows = [("put", "put", "write"), ("get (linearizable)", "get", "read"), ("get stale / etcd serializable", "stale", "read")]
+print(f"minikv vs etcd: {concurrency} clients, {size} values, same machine, same run")
+print(f"{'operation':31} {'minikv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'etcd ops/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'ratio':>6}")
+for label, phase, op in rows:
+    m, e = load("minikv-" + phase), load("etcd-" + phase)
+    ms = m[op] if m else None
+    es = e[op] if e else None
+    def cells(s, width):
+        return (f"{s['ops_per_s']:>{width}.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} {s['errors']:>6}" if s
+                else f"{'-':>{width}} {'-':>7} {'-':>7} {'-':>6}")
+    ratio = f"{ms['ops_per_s'] / es['ops_per_s']:>5.2f}x" if ms and es and es["ops_per_s"] > 0 else f"{'-':>6}"
+    print(f"{label:31} {cells(ms, 12)} | {cells(es, 10)} | {ratio}")
+for phase, op in (("large-put", "write"), ("large-get", "read")):
+    r = load("minikv-" + phase)
+    if r:
+        s = r[op]
+        print(f"minikv {phase}: {r['value_size'] / 2**20:.0f} MiB in {r['measured_s']:.2f} s = {s['mb_per_s']:.1f} MB/s ({s['errors']} errors)")
+PY

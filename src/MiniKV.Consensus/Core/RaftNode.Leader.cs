@@ -94,7 +94,9 @@ public sealed partial class RaftNode
 
         if (MaybeCommit())
         {
-            BroadcastAppend();
+            // Tell everyone the new commit index with the next Ready: one broadcast however many acks
+            // advanced it in between.
+            _needBroadcast = true;
         }
         else if (oldPaused)
         {

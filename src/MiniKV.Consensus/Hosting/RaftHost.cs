@@ -138,8 +138,8 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
             FailEverything(null);
         }
 
+        // _wake is not disposed: a late caller may still Set it, and it holds no kernel handle unless waited on by handle.
         DisposeSnapshots();
-        _wake.Dispose();
     }
 
     private void Enqueue(object input)

@@ -4,7 +4,7 @@ using MiniKV.Consensus.Core;
 namespace MiniKV.Consensus.Tests.Simulation;
 
 /// <summary>Fault rates of one simulation run, drawn from its seed.</summary>
-internal sealed record SimFaults(double Drop, double Duplicate, double Delay, double Crash, double Partition, double MidReadyCrash);
+internal sealed record SimFaults(double Drop, double Duplicate, double Delay, double Crash, double Partition, double MidReadyCrash, double LeaderCrash);
 
 /// <summary>
 /// A whole cluster in one thread under one seed: nodes, an in-memory network that drops, delays, duplicates
@@ -385,10 +385,16 @@ internal sealed class SimCluster
             {
                 Crash(n);
             }
-            else if (!n.Alive && _rand.NextDouble() < 0.05)
+            else if (!n.Alive && _rand.NextDouble() < 0.1)
             {
                 n.Start();
             }
+        }
+
+        if (_rand.NextDouble() < Faults.LeaderCrash && Leader is { } leader)
+        {
+            // Leader crashes are what stress leader completeness and the commit rule most.
+            Crash(leader);
         }
 
         if (_rand.NextDouble() < Faults.Partition)

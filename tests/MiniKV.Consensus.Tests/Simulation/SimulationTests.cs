@@ -22,7 +22,8 @@ public sealed class SimulationTests(ITestOutputHelper output)
             Delay: r.NextDouble() * 0.3,
             Crash: r.NextDouble() * 0.01,
             Partition: r.NextDouble() * 0.02,
-            MidReadyCrash: r.NextDouble() * 0.01);
+            MidReadyCrash: r.NextDouble() * 0.01,
+            LeaderCrash: r.NextDouble() * 0.03);
         int voters = r.Next(3) switch { 0 => 1, 1 => 3, _ => 5 };
         int spares = r.Next(3);
         int snapshotEvery = r.Next(2) == 0 ? 0 : r.Next(5, 60);

@@ -118,9 +118,9 @@ public sealed class FileRaftStorage : IRaftStorage
                 Roll();
             }
             EnsureBuffer(size);
-            foreach (var entry in entries)
+            for (var i = 0; i < entries.Count; i++)
             {
-                _buffered += RaftLogRecord.EncodeEntry(_buffer.AsSpan(_buffered), entry, _crc);
+                _buffered += RaftLogRecord.EncodeEntry(_buffer.AsSpan(_buffered), entries[i], _crc);
             }
         }
         catch (Exception e)

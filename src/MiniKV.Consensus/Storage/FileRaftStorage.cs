@@ -282,6 +282,11 @@ public sealed class FileRaftStorage : IRaftStorage
         {
             meta = SnapshotMetadataFile.Decode(ReadAll(metaPath), metaPath);
         }
+        var metaTemp = metaPath + AtomicFile.TempSuffix;
+        if (_fs.FileExists(metaTemp))
+        {
+            _fs.DeleteFile(metaTemp); // a replacement that a crash interrupted before its rename
+        }
         var snapshotIndex = meta?.Snapshot.Index ?? 0;
         var firstSegment = meta?.FirstSegment ?? 0;
 

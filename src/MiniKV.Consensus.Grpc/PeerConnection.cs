@@ -147,8 +147,9 @@ internal sealed class PeerConnection : IAsyncDisposable
                 }
             }
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        catch (Exception e) when (token.IsCancellationRequested && e is OperationCanceledException or RpcException)
         {
+            // Stopping: a cancelled write surfaces as either.
         }
         finally
         {

@@ -224,7 +224,7 @@ public sealed class GrpcRaftTransport : IRaftTransport
         {
             try
             {
-                var answer = await client.HelloAsync(new HelloRequest { NodeId = NodeId },
+                var answer = await client.HelloAsync(new RaftHelloRequest { NodeId = NodeId },
                     deadline: DateTime.UtcNow + Options.HelloTimeout, cancellationToken: cancellationToken);
                 if (answer.NodeId.Length == 0 || answer.NodeId == NodeId)
                 {

@@ -90,7 +90,7 @@ internal sealed class PeerConnection : IAsyncDisposable
         var token = _stop.Token;
         var reader = _queue.Reader;
         var backoff = _owner.Options.MinBackoff;
-        AsyncClientStreamingCall<RaftBatch, SendResponse>? call = null;
+        AsyncClientStreamingCall<RaftBatch, RaftSendResponse>? call = null;
         try
         {
             while (!token.IsCancellationRequested)
@@ -147,8 +147,9 @@ internal sealed class PeerConnection : IAsyncDisposable
                 }
             }
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        catch (Exception e) when (token.IsCancellationRequested && e is OperationCanceledException or RpcException)
         {
+            // Stopping: a cancelled write surfaces as either.
         }
         finally
         {
@@ -170,7 +171,7 @@ internal sealed class PeerConnection : IAsyncDisposable
     }
 
     /// <summary>Closes a broken stream, drops what is queued (it would arrive stale), and waits out the backoff.</summary>
-    private async Task<TimeSpan> BreakAsync(AsyncClientStreamingCall<RaftBatch, SendResponse> call, string error, int lost, TimeSpan backoff, CancellationToken token)
+    private async Task<TimeSpan> BreakAsync(AsyncClientStreamingCall<RaftBatch, RaftSendResponse> call, string error, int lost, TimeSpan backoff, CancellationToken token)
     {
         call.Dispose();
         _owner.CountDropped(lost);
@@ -191,7 +192,7 @@ internal sealed class PeerConnection : IAsyncDisposable
         _owner.CountDropped(dropped);
     }
 
-    private static string DescribeEnd(AsyncClientStreamingCall<RaftBatch, SendResponse> call) =>
+    private static string DescribeEnd(AsyncClientStreamingCall<RaftBatch, RaftSendResponse> call) =>
         call.ResponseAsync.IsCompletedSuccessfully ? "the peer ended the stream"
             : call.ResponseAsync.Exception?.InnerException?.Message ?? "the stream ended";
 
@@ -204,7 +205,7 @@ internal sealed class PeerConnection : IAsyncDisposable
         {
             var token = _stop.Token;
             using var call = _client.InstallSnapshot(cancellationToken: token);
-            await call.RequestStream.WriteAsync(new SnapshotChunk { Message = RaftMessageCodec.ToProto(message) }, token);
+            await call.RequestStream.WriteAsync(new RaftSnapshotChunk { Message = RaftMessageCodec.ToProto(message) }, token);
             await using (var data = snapshot.OpenRead())
             {
                 while (true)
@@ -222,7 +223,7 @@ internal sealed class PeerConnection : IAsyncDisposable
                     }
                     var chunk = buffer.AsMemory(0, filled);
                     // WriteAsync has serialized the chunk when it completes, so the buffer is reused without a copy.
-                    await call.RequestStream.WriteAsync(new SnapshotChunk
+                    await call.RequestStream.WriteAsync(new RaftSnapshotChunk
                     {
                         Data = UnsafeByteOperations.UnsafeWrap(chunk),
                         DataCrc = Crc32.HashToUInt32(chunk.Span),

@@ -14,7 +14,7 @@ namespace MiniKV.Consensus.Grpc;
 /// </summary>
 public sealed class RaftTransportService(GrpcRaftTransport transport, IHostApplicationLifetime lifetime) : RaftTransport.RaftTransportBase
 {
-    public override Task<HelloResponse> Hello(HelloRequest request, ServerCallContext context)
+    public override Task<RaftHelloResponse> Hello(RaftHelloRequest request, ServerCallContext context)
     {
         if (request.NodeId.Length == 0)
         {
@@ -25,10 +25,10 @@ public sealed class RaftTransportService(GrpcRaftTransport transport, IHostAppli
             throw Refuse(context, StatusCode.FailedPrecondition, $"the caller uses this node's own id '{transport.NodeId}' (two nodes with one --id, or --peers lists this node)");
         }
         transport.OnHello(request.NodeId, context.Peer);
-        return Task.FromResult(new HelloResponse { NodeId = transport.NodeId });
+        return Task.FromResult(new RaftHelloResponse { NodeId = transport.NodeId });
     }
 
-    public override async Task<SendResponse> Send(IAsyncStreamReader<RaftBatch> requestStream, ServerCallContext context)
+    public override async Task<RaftSendResponse> Send(IAsyncStreamReader<RaftBatch> requestStream, ServerCallContext context)
     {
         var messages = new List<Message>();
         using var ending = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
@@ -65,10 +65,10 @@ public sealed class RaftTransportService(GrpcRaftTransport transport, IHostAppli
             }
             transport.CountReceived(messages.Count);
         }
-        return new SendResponse();
+        return new RaftSendResponse();
     }
 
-    public override async Task<InstallSnapshotResponse> InstallSnapshot(IAsyncStreamReader<SnapshotChunk> requestStream, ServerCallContext context)
+    public override async Task<RaftInstallSnapshotResponse> InstallSnapshot(IAsyncStreamReader<RaftSnapshotChunk> requestStream, ServerCallContext context)
     {
         bool any;
         try
@@ -77,7 +77,7 @@ public sealed class RaftTransportService(GrpcRaftTransport transport, IHostAppli
         }
         catch (Exception e) when (IsUnparsable(e))
         {
-            throw Refuse(context, StatusCode.InvalidArgument, "a SnapshotChunk that is not a valid protobuf message: " + e.Message);
+            throw Refuse(context, StatusCode.InvalidArgument, "a RaftSnapshotChunk that is not a valid protobuf message: " + e.Message);
         }
         if (!any)
         {
@@ -110,7 +110,7 @@ public sealed class RaftTransportService(GrpcRaftTransport transport, IHostAppli
             throw;
         }
         transport.CountReceived(1);
-        return new InstallSnapshotResponse { ReceivedBytes = data.BytesRead };
+        return new RaftInstallSnapshotResponse { ReceivedBytes = data.BytesRead };
     }
 
     private static bool IsUnparsable(Exception e)

@@ -9,7 +9,7 @@ namespace MiniKV.Consensus.Grpc;
 /// when it arrives; a mismatch ends the call with DATA_LOSS. Prefer <see cref="ReadAsync(Memory{byte}, CancellationToken)"/>:
 /// the synchronous <see cref="Read(byte[], int, int)"/> blocks a thread-pool thread while the next chunk is on the network.
 /// </summary>
-internal sealed class SnapshotChunkStream(IAsyncStreamReader<SnapshotChunk> chunks, CancellationToken callAborted) : Stream
+internal sealed class SnapshotChunkStream(IAsyncStreamReader<RaftSnapshotChunk> chunks, CancellationToken callAborted) : Stream
 {
     private ReadOnlyMemory<byte> _current;
     private bool _ended;

@@ -118,9 +118,9 @@ public sealed class FileRaftStorage : IRaftStorage
                 Roll();
             }
             EnsureBuffer(size);
-            foreach (var entry in entries)
+            for (var i = 0; i < entries.Count; i++)
             {
-                _buffered += RaftLogRecord.EncodeEntry(_buffer.AsSpan(_buffered), entry, _crc);
+                _buffered += RaftLogRecord.EncodeEntry(_buffer.AsSpan(_buffered), entries[i], _crc);
             }
         }
         catch (Exception e)
@@ -281,6 +281,11 @@ public sealed class FileRaftStorage : IRaftStorage
         if (_fs.FileExists(metaPath))
         {
             meta = SnapshotMetadataFile.Decode(ReadAll(metaPath), metaPath);
+        }
+        var metaTemp = metaPath + AtomicFile.TempSuffix;
+        if (_fs.FileExists(metaTemp))
+        {
+            _fs.DeleteFile(metaTemp); // a replacement that a crash interrupted before its rename
         }
         var snapshotIndex = meta?.Snapshot.Index ?? 0;
         var firstSegment = meta?.FirstSegment ?? 0;

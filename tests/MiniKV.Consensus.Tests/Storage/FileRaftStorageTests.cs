@@ -80,6 +80,38 @@ public sealed class FileRaftStorageTests : IDisposable
     }
 
     [Fact]
+    public void Append_allocates_nothing_per_entry()
+    {
+        using var storage = Open(new FaultyFileSystem());
+        storage.Load();
+        var random = new Random(12);
+        var first = MakeEntries(1, 1, 256, random, maxData: 100);
+        var second = MakeEntries(1, 257, 256, random, maxData: 100);
+        storage.Append(first);
+        storage.Sync();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        storage.Append(second);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+        storage.Sync();
+    }
+
+    [Fact]
+    public void A_leftover_metadata_temp_file_is_removed_on_load()
+    {
+        var fs = new FaultyFileSystem();
+        fs.CreateDirectory(Dir);
+        var temp = Path.Combine(Dir, "snapshot.meta.tmp");
+        using (var file = fs.Open(temp, OpenMode.CreateNew))
+        {
+            file.Write(0, "half a replacement"u8);
+        }
+        using var storage = Open(fs);
+        Assert.Null(storage.Load().Snapshot);
+        Assert.False(fs.FileExists(temp));
+    }
+
+    [Fact]
     public void A_conflicting_append_replaces_the_suffix()
     {
         var fs = new FaultyFileSystem();

@@ -262,15 +262,15 @@ public sealed class GrpcRaftTransportTests(ITestOutputHelper output) : IAsyncLif
 
         using (var snapshot = client.InstallSnapshot())
         {
-            await snapshot.RequestStream.WriteAsync(new SnapshotChunk { Data = Google.Protobuf.ByteString.CopyFromUtf8("no message first") });
+            await snapshot.RequestStream.WriteAsync(new RaftSnapshotChunk { Data = Google.Protobuf.ByteString.CopyFromUtf8("no message first") });
             await snapshot.RequestStream.CompleteAsync();
             Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RpcException>(() => snapshot.ResponseAsync)).StatusCode);
         }
 
         using (var snapshot = client.InstallSnapshot())
         {
-            await snapshot.RequestStream.WriteAsync(new SnapshotChunk { Message = RaftMessageCodec.ToProto(new Message { Type = MessageType.Snapshot, From = "a", To = "b", Snapshot = new SnapshotMetadata(1, 1, new ConfState(["a"], [])) }) });
-            await snapshot.RequestStream.WriteAsync(new SnapshotChunk { Data = Google.Protobuf.ByteString.CopyFromUtf8("bytes"), DataCrc = 12345 });
+            await snapshot.RequestStream.WriteAsync(new RaftSnapshotChunk { Message = RaftMessageCodec.ToProto(new Message { Type = MessageType.Snapshot, From = "a", To = "b", Snapshot = new SnapshotMetadata(1, 1, new ConfState(["a"], [])) }) });
+            await snapshot.RequestStream.WriteAsync(new RaftSnapshotChunk { Data = Google.Protobuf.ByteString.CopyFromUtf8("bytes"), DataCrc = 12345 });
             await snapshot.RequestStream.CompleteAsync();
             Assert.Equal(StatusCode.DataLoss, (await Assert.ThrowsAsync<RpcException>(() => snapshot.ResponseAsync)).StatusCode);
         }

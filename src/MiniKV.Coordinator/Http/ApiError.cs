@@ -58,6 +58,32 @@ public sealed record ApiError(int Status, string Code, string Message)
     public static ApiError OutcomeUnknown(string why) => new(504, OutcomeUnknownCode, why);
 
     /// <summary>
+    /// The answer for a PUT whose data path did not reach <see cref="Volumes.PrepareStatus.Prepared"/>: 413 too large,
+    /// 400 size mismatch, 507 when too few volumes took it and a full disk was among the reasons, else 503
+    /// (too few healthy volumes). Null for Prepared, and for ClientGone (nobody is left to answer).
+    /// </summary>
+    public static ApiError? ForPrepare(Volumes.PrepareOutcome outcome, long maxValueSize) => outcome.Status switch
+    {
+        Volumes.PrepareStatus.TooLarge => ValueTooLarge(maxValueSize),
+        Volumes.PrepareStatus.SizeMismatch => new(400, BadBodyCode, outcome.Message + "; nothing was stored"),
+        Volumes.PrepareStatus.NotEnoughReplicas when outcome.AnyFull => VolumesFull(outcome.Message + "; nothing was stored"),
+        Volumes.PrepareStatus.NotEnoughReplicas => NotEnoughVolumes(outcome.Message + "; nothing was stored; retry"),
+        _ => null,
+    };
+
+    /// <summary>
+    /// The answer for a read that wrote nothing: 416 for a range outside the value, else 503 (no replica could serve
+    /// it; the failures are in the message). Null when the read succeeded or bytes were already sent (then the
+    /// response must be aborted, not answered).
+    /// </summary>
+    public static ApiError? ForRead(Volumes.ReadOutcome outcome, long size) => outcome.Status switch
+    {
+        Volumes.ReadStatus.RangeNotSatisfiable => RangeNotSatisfiable(size),
+        Volumes.ReadStatus.Unavailable => new(503, ReplicasUnavailableCode, "no replica could serve the value: " + outcome.Message + "; retry") { RetryAfterSeconds = 1 },
+        _ => null,
+    };
+
+    /// <summary>
     /// Writes the error as the response (clearing anything set so far except Allow and Content-Range, which belong
     /// to 405 and 416). HEAD gets the status and headers without a body. Nothing happens once the response has
     /// started (then the only honest thing left is to abort the connection, which is the caller's call).

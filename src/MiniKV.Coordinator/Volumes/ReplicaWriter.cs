@@ -24,6 +24,20 @@ namespace MiniKV.Coordinator.Volumes;
 /// the body is read as fast as the slowest healthy target accepts data (HTTP/2 flow control is the
 /// backpressure); a target that stalls longer than <see cref="ReplicaWriterOptions.StallTimeout"/> is dropped.</para>
 /// <para>Thread-safety: every method may be called concurrently from any thread. Dispose once, at shutdown.</para>
+/// <para>A PUT handler's use (Kestrel must allow large bodies: <c>Limits.MaxRequestBodySize = null</c>; its default is 30 MB):</para>
+/// <code>
+/// var put = new ReplicaPut { Tx = Guid.NewGuid(), Key = key, Version = next, Targets = volumes,
+///                            ContentLength = request.ContentLength, MaxValueSize = max, RequiredReplicas = w };
+/// var outcome = await writer.PrepareAsync(put, context.Request.BodyReader, context.RequestAborted);
+/// if (outcome.Status != PrepareStatus.Prepared)
+/// {
+///     await writer.AbortAsync(put.Tx, put.Targets);              // whatever the reason
+///     if (ApiError.ForPrepare(outcome, max) is { } error) await error.WriteAsync(context);
+///     return;
+/// }
+/// // record outcome.PreparedVolumes, outcome.Size, outcome.Checksum / outcome.ETag through Raft (the commit point), then:
+/// await writer.CommitAsync(put.Tx, outcome.PreparedVolumes);   // a failed volume learns the outcome later
+/// </code>
 /// </remarks>
 public sealed class ReplicaWriter : IAsyncDisposable
 {

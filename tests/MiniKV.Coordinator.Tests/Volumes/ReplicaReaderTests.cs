@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.IO.Hashing;
 using System.Text;
+using MiniKV.Coordinator.Http;
 using MiniKV.Coordinator.Volumes;
 using Xunit.Abstractions;
 
@@ -94,6 +95,7 @@ public sealed class ReplicaReaderTests(ITestOutputHelper output) : IAsyncLifetim
         var outcome = await _reader.ReadAsync(read, new MemoryStream());
 
         Assert.Equal(ReadStatus.RangeNotSatisfiable, outcome.Status);
+        Assert.Equal(416, ApiError.ForRead(outcome, 10)!.Status);
     }
 
     [Theory]
@@ -160,6 +162,7 @@ public sealed class ReplicaReaderTests(ITestOutputHelper output) : IAsyncLifetim
 
         Assert.Equal(ReadStatus.Unavailable, outcome.Status);
         Assert.False(started);
+        Assert.Equal(503, ApiError.ForRead(outcome, 100)!.Status);
         Assert.Equal(3, outcome.Failures.Count);
         Assert.All(_bad, b => Assert.Equal(ReplicaErrorKind.VersionMismatch, b.Error.Kind));
         Assert.Equal(3, _bad.Count);

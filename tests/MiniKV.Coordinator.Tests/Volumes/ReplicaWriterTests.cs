@@ -1,5 +1,6 @@
 using System.IO.Hashing;
 using System.Text;
+using MiniKV.Coordinator.Http;
 using MiniKV.Coordinator.Volumes;
 using Xunit.Abstractions;
 
@@ -118,6 +119,8 @@ public sealed class ReplicaWriterTests(ITestOutputHelper output) : IAsyncLifetim
 
         Assert.Equal(PrepareStatus.NotEnoughReplicas, outcome.Status);
         Assert.Equal([_fleet.Addresses[1]], outcome.PreparedVolumes);
+        var error = ApiError.ForPrepare(outcome, 64 << 20)!;
+        Assert.Equal((503, "not_enough_volumes", 1), (error.Status, error.Code, error.RetryAfterSeconds));
     }
 
     [Theory]
@@ -160,6 +163,7 @@ public sealed class ReplicaWriterTests(ITestOutputHelper output) : IAsyncLifetim
 
         Assert.Equal(PrepareStatus.TooLarge, outcome.Status);
         Assert.Empty(outcome.PreparedVolumes);
+        Assert.Equal(413, ApiError.ForPrepare(outcome, 2 << 20)!.Status);
         output.WriteLine($"read {body.BytesRead} bytes of the endless body");
         Assert.InRange(body.BytesRead, 2 << 20, (2 << 20) + (1 << 20));
         await _fleet.NoPreparedLeftAsync(Timeout);
@@ -190,6 +194,7 @@ public sealed class ReplicaWriterTests(ITestOutputHelper output) : IAsyncLifetim
 
         Assert.Equal(PrepareStatus.SizeMismatch, outcome.Status);
         Assert.Empty(outcome.PreparedVolumes);
+        Assert.Equal(400, ApiError.ForPrepare(outcome, 64 << 20)!.Status);
         await _fleet.NoPreparedLeftAsync(Timeout);
     }
 
@@ -207,6 +212,7 @@ public sealed class ReplicaWriterTests(ITestOutputHelper output) : IAsyncLifetim
 
         Assert.Equal(PrepareStatus.ClientGone, outcome.Status);
         Assert.Empty(outcome.PreparedVolumes);
+        Assert.Null(ApiError.ForPrepare(outcome, 64 << 20));
         await _fleet.NoPreparedLeftAsync(Timeout);
         var aborts = await _writer.AbortAsync(put.Tx, put.Targets);
         Assert.All(aborts, a => Assert.True(a.Ok));

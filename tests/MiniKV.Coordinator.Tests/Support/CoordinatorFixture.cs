@@ -9,10 +9,13 @@ namespace MiniKV.Coordinator.Tests.Support;
 /// </summary>
 public sealed class CoordinatorFixture : IAsyncDisposable
 {
-    private readonly TempDirectory _dir = new("coord-server");
+    private readonly TempDirectory _dir;
+    private readonly bool _ownsDirectory;
 
-    private CoordinatorFixture(CoordinatorServer server, FakeConsensus consensus, FakeVolumes volumes, GrpcChannel channel)
+    private CoordinatorFixture(TempDirectory dir, bool ownsDirectory, CoordinatorServer server, FakeConsensus consensus, FakeVolumes volumes, GrpcChannel channel)
     {
+        _dir = dir;
+        _ownsDirectory = ownsDirectory;
         Server = server;
         Consensus = consensus;
         Volumes = volumes;
@@ -28,10 +31,15 @@ public sealed class CoordinatorFixture : IAsyncDisposable
     public HttpClient Http { get; }
     public Protocol.V1.Coordinator.CoordinatorClient Grpc { get; }
 
-    public static async Task<CoordinatorFixture> StartAsync(int volumes = 3, long maxValueSize = 1 << 20, Action<FakeConsensus>? configure = null)
+    public TempDirectory Directory => _dir;
+
+    /// <summary>Starts a coordinator; with <paramref name="dir"/> and <paramref name="fakeVolumes"/> it restarts over an earlier one's data.</summary>
+    public static async Task<CoordinatorFixture> StartAsync(int volumes = 3, long maxValueSize = 1 << 20, Action<FakeConsensus>? configure = null,
+        TempDirectory? dir = null, FakeVolumes? fakeVolumes = null)
     {
-        var dir = new TempDirectory("coord-server");
-        var fakeVolumes = new FakeVolumes();
+        var ownsDirectory = dir == null;
+        dir ??= new TempDirectory("coord-server");
+        fakeVolumes ??= new FakeVolumes();
         FakeConsensus? consensus = null;
         var options = new CoordinatorServerOptions
         {
@@ -51,9 +59,9 @@ public sealed class CoordinatorFixture : IAsyncDisposable
                 configure?.Invoke(consensus);
                 return consensus;
             },
-            _ => fakeVolumes));
+            _ => fakeVolumes!));
         var channel = GrpcChannel.ForAddress(server.GrpcUri);
-        var fixture = new CoordinatorFixture(server, consensus!, fakeVolumes, channel);
+        var fixture = new CoordinatorFixture(dir, ownsDirectory, server, consensus!, fakeVolumes, channel);
         for (var i = 1; i <= volumes; i++)
         {
             await fixture.JoinAsync($"vol-{i}");
@@ -73,6 +81,9 @@ public sealed class CoordinatorFixture : IAsyncDisposable
         Http.Dispose();
         Channel.Dispose();
         await Server.DisposeAsync();
-        _dir.Dispose();
+        if (_ownsDirectory)
+        {
+            _dir.Dispose();
+        }
     }
 }

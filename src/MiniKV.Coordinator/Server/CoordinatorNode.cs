@@ -23,6 +23,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     private Task _leaderLoop = Task.CompletedTask;
     private long _readyTerm = -1;
     private long _lastAssignedVersion;
+    private int _disposed;
 
     public CoordinatorNode(CoordinatorServerOptions options, IConsensus consensus, MetadataStateMachine stateMachine, IVolumeOperations volumes, ILogger logger)
     {
@@ -264,6 +265,10 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return; // the server and its service container both dispose it
+        }
         Consensus.LeaderChanged -= OnLeaderChanged;
         await _stop.CancelAsync();
         try

@@ -17,11 +17,14 @@ internal static class KvEndpoints
     public static void Map(WebApplication app, CoordinatorNode node, IRequestForwarder? forwarder)
     {
         app.MapMethods("/kv/{**key}", [HttpMethods.Put], c => TimedAsync(node, "put", c, () => PutAsync(node, forwarder, c)));
-        app.MapMethods("/kv/{**key}", [HttpMethods.Get, HttpMethods.Head], c => TimedAsync(node, "get", c, () => GetAsync(node, forwarder, c)));
+        // "/kv/{**key}" also matches "/kv" and "/kv/": those are the listing.
+        app.MapMethods("/kv/{**key}", [HttpMethods.Get, HttpMethods.Head], c => IsListing(c)
+            ? TimedAsync(node, "list", c, () => ListAsync(node, forwarder, c))
+            : TimedAsync(node, "get", c, () => GetAsync(node, forwarder, c)));
         app.MapMethods("/kv/{**key}", [HttpMethods.Delete], c => TimedAsync(node, "delete", c, () => DeleteAsync(node, forwarder, c)));
-        app.MapMethods("/kv", [HttpMethods.Get, HttpMethods.Head], c => TimedAsync(node, "list", c, () => ListAsync(node, forwarder, c)));
-        app.MapMethods("/kv/", [HttpMethods.Get, HttpMethods.Head], c => TimedAsync(node, "list", c, () => ListAsync(node, forwarder, c)));
     }
+
+    private static bool IsListing(HttpContext context) => context.Request.Path.Value is "/kv" or "/kv/";
 
     private static async Task TimedAsync(CoordinatorNode node, string route, HttpContext context, Func<Task> handler)
     {
@@ -68,7 +71,7 @@ internal static class KvEndpoints
         var query = target.IndexOf('?', StringComparison.Ordinal);
         var path = query >= 0 ? target.AsSpan(0, query) : target.AsSpan();
         problem = null;
-        if (KeyRules.TryDecodePath(path["/kv/".Length..], out key, out var error))
+        if (KeyRules.TryDecodePath(path.Length > 4 ? path[4..] : [], out key, out var error))
         {
             return true;
         }

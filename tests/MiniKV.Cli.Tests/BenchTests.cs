@@ -100,4 +100,31 @@ public sealed class BenchTests(ITestOutputHelper output)
         Assert.Contains("operations failed", run.Error, StringComparison.Ordinal);
         Assert.Contains("503 no_leader", run.Error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Bench_ops_runs_exactly_that_many_operations()
+    {
+        await using var fake = await FakeCoordinator.StartAsync();
+        var run = await CliRun.RunAsync(["bench", "--coordinator", fake.Url, "--concurrency", "3", "--ops", "7", "--mix", "write", "--value-size", "100KiB", "--json"]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        using var document = JsonDocument.Parse(run.Out);
+        Assert.Equal(7, document.RootElement.GetProperty("write").GetProperty("count").GetInt64());
+        Assert.Equal(7, fake.PutBodiesReceived);
+        Assert.True(document.RootElement.GetProperty("write").GetProperty("mb_per_s").GetDouble() > 0);
+    }
+
+    [Fact]
+    public async Task Bench_drives_etcds_json_gateway_with_the_same_loop()
+    {
+        await using var etcd = await FakeEtcdGateway.StartAsync();
+        var run = await CliRun.RunAsync(["bench", "--target", "etcd", "--etcd", etcd.Url, "--concurrency", "4", "--duration", "500ms", "--warmup", "100ms", "--keys", "20", "--mix", "50:50", "--consistency", "stale", "--json"]);
+        output.WriteLine(run.ToString());
+        Assert.Equal(0, run.ExitCode);
+        using var document = JsonDocument.Parse(run.Out);
+        Assert.Equal("etcd", document.RootElement.GetProperty("target").GetString());
+        Assert.True(document.RootElement.GetProperty("read").GetProperty("count").GetInt64() > 0);
+        Assert.Equal(0, document.RootElement.GetProperty("read").GetProperty("errors").GetInt64());
+        Assert.Equal(1024, etcd.Values["bench/00000019"].Length);
+        Assert.All(etcd.SerializableFlags, flag => Assert.Equal("true", flag));
+    }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The volume server's end-to-end benchmark (issue 3, "Performance"; results in docs/benchmarks-volume.md):
+# The volume server's end-to-end benchmark (issue 3, "Performance"; results in docs/benchmarks.md):
 #   1. durable Prepare+Commit of 1 KiB values at 64 writers: batched (PrepareBatch + Commit(list)) and one value per call
 #   2. GET /blob of a cached 1 KiB value under wrk -t2 -c64, against a trivial Kestrel handler (serve-peer) in the same run
 #   3. GET /blob of a 256 MiB value from the page cache (HttpClient reader and curl); beside it, for the analysis, the

@@ -255,7 +255,7 @@ public sealed partial class BlobStore
             }
             return reader.Complete && reader.Consumed == bytes.Length;
         }
-        using var stripe = _index.BeginBulk(stripeIndex, count);
+        using var stripe = _index.BeginBulk(stripeIndex, count, bytes.Length - (count * (2 + IndexSnapshot.EntryFixedSize)));
         while (reader.TryNext(out var key, out var entry))
         {
             var hash = KeyComparer.Hash(key);
@@ -268,13 +268,12 @@ public sealed partial class BlobStore
             {
                 continue; // superseded and compacted away, as in ApplySnapshotEntry
             }
-            var array = key.ToArray();
-            if (KeyIndex.StripeIndexOf(hash) != stripeIndex || !stripe.TryAddNew(array, entry))
+            if (KeyIndex.StripeIndexOf(hash) != stripeIndex || !stripe.TryAddNew(key, entry))
             {
-                load.Elsewhere.Add((array, hash, entry)); // another stripe's lock must not be taken while this one is held
+                load.Elsewhere.Add((key.ToArray(), hash, entry)); // another stripe's lock must not be taken while this one is held
                 continue;
             }
-            var size = entry.RecordSize(array.Length);
+            var size = entry.RecordSize(key.Length);
             tally.LiveBytes += size;
             if (entry.IsTombstone)
             {

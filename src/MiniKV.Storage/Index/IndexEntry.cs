@@ -3,7 +3,7 @@ using MiniKV.Storage.Segments;
 namespace MiniKV.Storage.Index;
 
 /// <summary>
-/// Where the current record of a key lives. 32 bytes; together with the dictionary slot and the key array
+/// Where the current record of a key lives. 32 bytes; together with the dictionary slot, its 16-byte key reference and the key's bytes in the stripe's arena
 /// this is the per-key memory cost measured in docs/storage.md.
 /// </summary>
 /// <param name="Sequence">The key's version: the sequence of its Put/Tombstone record, or of the Commit record for a committed prepare.</param>

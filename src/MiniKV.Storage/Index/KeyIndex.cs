@@ -8,6 +8,8 @@ namespace MiniKV.Storage.Index;
 /// stripes by key hash so that readers on different cores rarely meet on one lock. Each stripe's lock guards
 /// both its index and its cache, which is what keeps the cache coherent: a write replaces the entry and drops
 /// the cached value in one critical section, and a reader only caches a value whose sequence is still current.
+/// Keys are not arrays of their own: each stripe copies them into its <see cref="KeyArena"/> and the dictionaries hold
+/// <see cref="KeyRef"/>s, so a bulk load allocates per stripe, not per key, and a key costs its bytes plus the slot.
 /// Thread-safe.
 /// </summary>
 internal sealed class KeyIndex
@@ -21,6 +23,7 @@ internal sealed class KeyIndex
     private readonly int _cacheMaxValueBytes;
     private long _cacheBytes;
     private long _tombstones;
+    private long _arenaCompactions;
 
     public KeyIndex(long cacheCapacityBytes, int cacheMaxValueBytes)
     {
@@ -33,6 +36,9 @@ internal sealed class KeyIndex
     }
 
     public long CacheBytes => Interlocked.Read(ref _cacheBytes);
+
+    /// <summary>How many times a stripe copied its live keys into a fresh arena.</summary>
+    public long ArenaCompactions => Interlocked.Read(ref _arenaCompactions);
 
     public (long Hits, long Misses) CacheCounters
     {
@@ -82,11 +88,12 @@ internal sealed class KeyIndex
     /// <paramref name="expected"/> more; dispose it to release the lock. Stripes are independent, so loads of
     /// different stripes can run on different threads at once.
     /// </summary>
-    public BulkStripe BeginBulk(int stripeIndex, int expected)
+    public BulkStripe BeginBulk(int stripeIndex, int expected, int expectedKeyBytes)
     {
         var stripe = _stripes[stripeIndex];
         stripe.Lock.Enter();
         stripe.Map.EnsureCapacity(stripe.Map.Count + expected);
+        stripe.Arena.Reserve(expectedKeyBytes);
         return new BulkStripe(this, stripeIndex);
     }
 
@@ -100,6 +107,7 @@ internal sealed class KeyIndex
                 stripe.Map.Clear();
                 stripe.Cache.Clear();
                 stripe.CacheOrder.Clear();
+                stripe.Arena.Forget();
             }
         }
         Interlocked.Exchange(ref _tombstones, 0);
@@ -110,7 +118,7 @@ internal sealed class KeyIndex
     public ref struct BulkStripe
     {
         private readonly KeyIndex _owner;
-        private readonly Dictionary<byte[], IndexEntry> _map;
+        private readonly Dictionary<KeyRef, IndexEntry>.AlternateLookup<ReadOnlySpan<byte>> _map;
         private readonly Lock _lock;
         private long _tombstones;
         private bool _disposed;
@@ -118,12 +126,12 @@ internal sealed class KeyIndex
         internal BulkStripe(KeyIndex owner, int index)
         {
             _owner = owner;
-            _map = owner._stripes[index].Map;
+            _map = owner._stripes[index].MapLookup;
             _lock = owner._stripes[index].Lock;
         }
 
-        /// <summary>Adds a key this stripe does not hold yet, keeping the array itself; false (and no change) when it is already there.</summary>
-        public bool TryAddNew(byte[] key, in IndexEntry entry)
+        /// <summary>Adds a key this stripe does not hold yet (copied into the stripe's arena); false (and no change) when it is already there.</summary>
+        public bool TryAddNew(ReadOnlySpan<byte> key, in IndexEntry entry)
         {
             ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_map, key, out var exists);
             if (exists)
@@ -195,18 +203,6 @@ internal sealed class KeyIndex
         }
     }
 
-    /// <summary>As <see cref="Apply(ReadOnlySpan{byte}, ulong, in IndexEntry, out IndexEntry, out bool, bool)"/>, keeping <paramref name="key"/> itself (no copy) when the key is new.</summary>
-    public bool Apply(byte[] key, ulong hash, in IndexEntry entry, out IndexEntry replaced, out bool hadPrevious)
-    {
-        var stripe = StripeOf(hash);
-        lock (stripe.Lock)
-        {
-            EnsureRoom(stripe);
-            ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Map, key, out hadPrevious);
-            return Replace(stripe, key, ref slot, hadPrevious, entry, out replaced, replaceEqual: false);
-        }
-    }
-
     // Caller holds the stripe lock; slot is the key's (possibly just added) dictionary slot.
     private bool Replace(Stripe stripe, ReadOnlySpan<byte> key, ref IndexEntry slot, bool hadPrevious, in IndexEntry entry, out IndexEntry replaced, bool replaceEqual)
     {
@@ -264,8 +260,13 @@ internal sealed class KeyIndex
             {
                 return false;
             }
-            stripe.MapLookup.Remove(key);
+            stripe.MapLookup.Remove(key, out var storedKey, out _);
+            stripe.Arena.Release(storedKey.Length);
             CountTombstones(current.IsTombstone, false);
+            if (stripe.Arena.WorthCompacting)
+            {
+                CompactArena(stripe);
+            }
             return true;
         }
     }
@@ -284,7 +285,7 @@ internal sealed class KeyIndex
             {
                 return;
             }
-            // The cache shares the index's key array, so a cached value costs no second copy of its key.
+            // The cache shares the index's key bytes, so a cached value costs no second copy of its key.
             ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(stripe.Cache, storedKey, out var existed);
             if (existed)
             {
@@ -320,9 +321,9 @@ internal sealed class KeyIndex
             lock (stripe.Lock)
             {
                 result.EnsureCapacity(result.Count + stripe.Map.Count);
-                foreach (var pair in stripe.Map)
+                foreach (var (key, entry) in stripe.Map)
                 {
-                    result.Add(pair);
+                    result.Add(new(key.Span.ToArray(), entry));
                 }
             }
         }
@@ -340,7 +341,7 @@ internal sealed class KeyIndex
     // Invalidated values leave their key in the FIFO; rebuild it when stale keys outnumber live ones so it stays bounded.
     private static void DropStaleOrder(Stripe stripe)
     {
-        var seen = new HashSet<byte[]>(ReferenceEqualityComparer.Instance);
+        var seen = new HashSet<KeyRef>(); // KeyRef equality is identity of the stored key (same block, same offset)
         var count = stripe.CacheOrder.Count;
         for (var i = 0; i < count; i++)
         {
@@ -360,6 +361,25 @@ internal sealed class KeyIndex
         }
     }
 
+    // Keys dropped by compaction leave their bytes in the arena; when they outweigh the live ones, copy the live keys
+    // into a fresh arena (the cache is emptied rather than re-pointed: its entries would keep the old blocks alive).
+    private void CompactArena(Stripe stripe)
+    {
+        Interlocked.Increment(ref _arenaCompactions);
+        var old = stripe.Map;
+        stripe.Reset(old.Count);
+        foreach (var (key, entry) in old)
+        {
+            stripe.MapLookup.TryAdd(key.Span, entry);
+        }
+        foreach (var (_, cached) in stripe.Cache)
+        {
+            Interlocked.Add(ref _cacheBytes, -(cached.Value.Length + CacheOverheadBytes));
+        }
+        stripe.Cache.Clear();
+        stripe.CacheOrder.Clear();
+    }
+
     // Dictionary doubles when full, which leaves up to half its slots empty; growing by a quarter keeps the
     // per-key cost within budget (docs/storage.md) at the price of more frequent, smaller rehashes.
     private static void EnsureRoom(Stripe stripe)
@@ -376,20 +396,30 @@ internal sealed class KeyIndex
     private sealed class Stripe
     {
         public readonly Lock Lock = new();
-        public readonly Dictionary<byte[], IndexEntry> Map;
-        public readonly Dictionary<byte[], IndexEntry>.AlternateLookup<ReadOnlySpan<byte>> MapLookup;
-        public readonly Dictionary<byte[], CachedValue> Cache;
-        public readonly Dictionary<byte[], CachedValue>.AlternateLookup<ReadOnlySpan<byte>> CacheLookup;
-        public readonly Queue<byte[]> CacheOrder = new();
+        public readonly Dictionary<KeyRef, CachedValue> Cache;
+        public readonly Dictionary<KeyRef, CachedValue>.AlternateLookup<ReadOnlySpan<byte>> CacheLookup;
+        public readonly Queue<KeyRef> CacheOrder = new();
         public long CacheHits;
         public long CacheMisses;
 
         public Stripe()
         {
-            Map = new Dictionary<byte[], IndexEntry>(KeyComparer.Instance);
-            MapLookup = Map.GetAlternateLookup<ReadOnlySpan<byte>>();
-            Cache = new Dictionary<byte[], CachedValue>(KeyComparer.Instance);
+            Reset(0);
+            Cache = new Dictionary<KeyRef, CachedValue>(KeyRefComparer.Lookup);
             CacheLookup = Cache.GetAlternateLookup<ReadOnlySpan<byte>>();
+        }
+
+        public KeyArena Arena { get; private set; }
+        public Dictionary<KeyRef, IndexEntry> Map { get; private set; }
+        public Dictionary<KeyRef, IndexEntry>.AlternateLookup<ReadOnlySpan<byte>> MapLookup { get; private set; }
+
+        /// <summary>An empty index with a fresh arena (caller holds the lock, or the stripe is not shared yet).</summary>
+        [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(Arena), nameof(Map))]
+        public void Reset(int capacity)
+        {
+            Arena = new KeyArena();
+            Map = new Dictionary<KeyRef, IndexEntry>(capacity, new KeyRefComparer(Arena));
+            MapLookup = Map.GetAlternateLookup<ReadOnlySpan<byte>>();
         }
     }
 }

@@ -1,0 +1,105 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using MiniKV.Consensus;
+using MiniKV.Consensus.Grpc;
+using MiniKV.Consensus.Hosting;
+using MiniKV.Consensus.Storage;
+
+namespace MiniKV.RaftBench;
+
+/// <summary>
+/// <c>node</c>: one real Raft member (RaftHost + FileRaftStorage with fsync + GrpcRaftTransport in Kestrel h2c) with
+/// <see cref="AppliedLogStateMachine"/>, and a plain-text HTTP/1.1 client endpoint (<see cref="NodeHttpApi"/>).
+/// Peers are found by Hello on their gRPC addresses; the founding members are this node and every peer.
+/// Runs until SIGTERM or Ctrl-C.
+/// </summary>
+internal static class NodeMode
+{
+    public static async Task<int> RunAsync(BenchArgs flags)
+    {
+        var id = flags.String("id");
+        var grpc = IPEndPoint.Parse(flags.String("grpc"));
+        var http = IPEndPoint.Parse(flags.String("http", "127.0.0.1:0"));
+        var data = flags.String("data");
+        var peers = flags.String("peers").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var (electionMin, electionMax) = ParseRange(flags.String("election-timeout-ms", "150-300"));
+        var heartbeat = flags.Int("heartbeat-ms", 50);
+        var snapshotEvery = flags.Int("snapshot-every", 1_000_000);
+        var seed = flags.Optional("seed") is { } s ? int.Parse(s, CultureInfo.InvariantCulture) : (int?)null;
+        flags.ThrowIfUnused();
+
+        Directory.CreateDirectory(Path.Combine(data, "raft"));
+        var transport = new GrpcRaftTransport(id);
+        var api = new NodeHttpApi();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddRaftTransport(transport);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Listen(http, o => o.Protocols = HttpProtocols.Http1);
+            k.Listen(grpc, o => o.Protocols = HttpProtocols.Http2);
+        });
+        await using var app = builder.Build();
+        app.MapRaftTransport();
+        api.Map(app);
+        await app.StartAsync();
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .Select(a => new Uri(a)).ToList();
+        var httpBound = bound.First(u => http.Port == 0 ? u.Port != grpc.Port : u.Port == http.Port);
+        var grpcBound = bound.First(u => u.Port == grpc.Port);
+        Console.Out.WriteLine($"serving HTTP on {httpBound.Host}:{httpBound.Port} and gRPC on {grpcBound.Host}:{grpcBound.Port}; node {id}");
+        Console.Out.Flush();
+
+        var others = peers.Where(p => p != $"{grpc.Address}:{grpc.Port}").ToList();
+        var found = await transport.DiscoverPeersAsync(others, TimeSpan.FromSeconds(120));
+        if (found.Count != others.Count)
+        {
+            await Console.Error.WriteLineAsync($"raft-bench node {id}: only {found.Count} of {others.Count} peers answered Hello");
+            return 1;
+        }
+        var addresses = found.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
+        addresses[id] = $"{grpc.Address}:{grpc.Port}";
+
+        using var storage = new FileRaftStorage(Path.Combine(data, "raft"));
+        using var stateMachine = new AppliedLogStateMachine(Path.Combine(data, "applied.log"));
+        var host = new RaftHost(new RaftHostOptions
+        {
+            NodeId = id,
+            InitialMembers = new ConfState([.. addresses.Keys.Order(StringComparer.Ordinal)], []),
+            PeerAddresses = addresses,
+            ElectionTimeoutMin = TimeSpan.FromMilliseconds(electionMin),
+            ElectionTimeoutMax = TimeSpan.FromMilliseconds(electionMax),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(heartbeat),
+            SnapshotEveryEntries = snapshotEvery,
+            Seed = seed,
+        }, storage, transport, stateMachine);
+        transport.Handler = host;
+        host.Start();
+        api.Attach(host, stateMachine);
+        Console.Out.WriteLine($"raft node {id} started with members {string.Join(',', addresses.Keys.Order(StringComparer.Ordinal))}");
+        Console.Out.Flush();
+
+        await app.WaitForShutdownAsync();
+        api.Detach();
+        await host.DisposeAsync();
+        await transport.DisposeAsync();
+        return 0;
+    }
+
+    private static (int Min, int Max) ParseRange(string text)
+    {
+        var parts = text.Split('-');
+        return parts.Length == 2
+            ? (int.Parse(parts[0], CultureInfo.InvariantCulture), int.Parse(parts[1], CultureInfo.InvariantCulture))
+            : throw new ArgumentException($"--election-timeout-ms expects MIN-MAX, got '{text}'");
+    }
+}

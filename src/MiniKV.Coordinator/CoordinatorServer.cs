@@ -109,7 +109,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             consensus = components.Consensus(new ConsensusContext(options, stateMachine, loggerFactory));
             consensus.ConfigureServices(builder.Services);
             builder.Services.AddSingleton(components.Volumes);
-            builder.Services.AddSingleton(sp => new CoordinatorNode(options, consensus.Consensus, stateMachine, components.Volumes(sp),
+            builder.Services.AddSingleton(sp => new CoordinatorNode(options, consensus.Consensus, stateMachine, sp.GetRequiredService<IVolumeOperations>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger<CoordinatorNode>()));
 
             app = builder.Build();

@@ -305,9 +305,9 @@ public sealed partial class MiniKVClient : IDisposable
         }
         return new ClusterStatus(
             root.TryGetProperty("leader", out var leader) && leader.ValueKind == JsonValueKind.String ? leader.GetString() : null,
-            root.TryGetProperty("term", out var term) && term.TryGetInt64(out var t) ? t : 0,
-            root.TryGetProperty("replicas", out var replicas) && replicas.TryGetInt32(out var r) ? r : null,
-            root.TryGetProperty("keys", out var keys) && keys.TryGetInt64(out var k) ? k : null,
+            root.TryGetProperty("term", out var term) && term.ValueKind == JsonValueKind.Number && term.TryGetInt64(out var t) ? t : 0,
+            root.TryGetProperty("replicas", out var replicas) && replicas.ValueKind == JsonValueKind.Number && replicas.TryGetInt32(out var r) ? r : null,
+            root.TryGetProperty("keys", out var keys) && keys.ValueKind == JsonValueKind.Number && keys.TryGetInt64(out var k) ? k : null,
             root);
     }
 

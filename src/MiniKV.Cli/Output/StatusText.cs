@@ -50,7 +50,7 @@ internal static class StatusText
     }
 
     private static string? Bytes(string name, JsonElement value) =>
-        name.Contains("bytes", StringComparison.OrdinalIgnoreCase) && value.TryGetInt64(out var bytes) ? TransferProgress.Bytes(bytes).Replace(" ", "", StringComparison.Ordinal) : null;
+        name.Contains("bytes", StringComparison.OrdinalIgnoreCase) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var bytes) ? TransferProgress.Bytes(bytes).Replace(" ", "", StringComparison.Ordinal) : null;
 
     private static string Compact(JsonElement value)
     {

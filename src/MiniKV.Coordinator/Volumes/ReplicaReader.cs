@@ -36,7 +36,8 @@ public enum ReadStatus
     /// <summary>Every requested byte was written to the destination.</summary>
     Ok,
 
-    /// <summary>No replica could serve it and nothing was written: answer an error (503), the response is untouched.</summary>
+    /// <summary>No replica could serve it and nothing was written: answer an error (503). The start callback may have
+    /// run (and set headers) if a replica failed after its header; nothing of the body was written.</summary>
     Unavailable,
 
     /// <summary>The requested range lies outside the value (416); no volume was asked.</summary>
@@ -159,7 +160,9 @@ public sealed class ReplicaReader
         {
             return new ReadOutcome(ReadStatus.Cancelled, null, state.Written, failures);
         }
-        return new ReadOutcome(state.Written > 0 || state.Started ? ReadStatus.Interrupted : ReadStatus.Unavailable, null, state.Written, failures);
+        // Headers set by onStart are not sent before the first byte, so with nothing written an error answer
+        // (ApiError.WriteAsync clears them) is still possible.
+        return new ReadOutcome(state.Written > 0 ? ReadStatus.Interrupted : ReadStatus.Unavailable, null, state.Written, failures);
     }
 
     /// <summary>

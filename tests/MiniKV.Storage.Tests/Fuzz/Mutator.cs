@@ -190,7 +190,7 @@ internal static class Mutator
             var r = start + (int)relative;
             var keyLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(r + 6));
             var valueLength = BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(r + 8));
-            if (valueLength < 0 || r + 32L + keyLength + valueLength > bytes.Length)
+            if (valueLength < 0 || valueLength > bytes.Length || r + 32L + keyLength + valueLength > bytes.Length || r + 32L > bytes.Length)
             {
                 return;
             }
@@ -201,7 +201,7 @@ internal static class Mutator
             BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(r + 24), headerCrc.GetCurrentHashAsUInt32());
             var recordCrc = new Crc32();
             recordCrc.Append(key);
-            recordCrc.Append(bytes.AsSpan(r + 32 + keyLength, (int)valueLength));
+            recordCrc.Append(bytes.AsSpan(r + 32 + keyLength, checked((int)valueLength)));
             recordCrc.Append(bytes.AsSpan(r, 28));
             BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(r + 28), recordCrc.GetCurrentHashAsUInt32());
         }

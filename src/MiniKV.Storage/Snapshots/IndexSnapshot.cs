@@ -281,7 +281,7 @@ internal static class IndexSnapshot
         var (sequence, nextSegmentId, segmentCount, pendingCount, entryCount) = ReadCounts(body);
         var position = Version1HeaderSize;
         var segments = ReadSegments(body, segmentCount, ref position);
-        var entries = new List<KeyValuePair<byte[], IndexEntry>>((int)entryCount);
+        var entries = new List<KeyValuePair<byte[], IndexEntry>>((int)Math.Min(entryCount, body.Length / (2 + EntryFixedSize)));
         var reader = new SectionReader(body[position..], entryCount);
         while (reader.TryNext(out var key, out var entry))
         {
@@ -425,6 +425,13 @@ internal ref struct SectionReader(ReadOnlySpan<byte> bytes, long count)
         var f = rest.Slice(2 + keyLength, IndexSnapshot.EntryFixedSize);
         entry = new IndexEntry(BinaryPrimitives.ReadInt64LittleEndian(f), BinaryPrimitives.ReadInt64LittleEndian(f[8..]),
             BinaryPrimitives.ReadInt64LittleEndian(f[16..]), BinaryPrimitives.ReadUInt32LittleEndian(f[24..]), (RecordKind)f[28]);
+        // A CRC proves the bytes are what was written, not that the writer was right: an impossible entry makes
+        // the whole snapshot untrusted (the store rebuilds from its segments) rather than a crash on a later read.
+        if (entry.Sequence < 0 || entry.Offset < 0 || entry.ValueLength < 0)
+        {
+            key = default;
+            return false;
+        }
         Consumed += 2 + keyLength + IndexSnapshot.EntryFixedSize;
         _left--;
         return true;

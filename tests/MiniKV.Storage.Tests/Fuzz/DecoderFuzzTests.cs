@@ -60,11 +60,6 @@ public sealed class DecoderFuzzTests(ITestOutputHelper output)
             {
                 var what = e is XunitException ? e.Message : $"unexpected {e.GetType().Name}: {e.Message}\n{e.StackTrace}";
                 var signature = e is XunitException ? e.Message.Split(':')[0] : e.GetType().Name + (e.StackTrace ?? "").Split('\n').FirstOrDefault(l => l.Contains("MiniKV.Storage.", StringComparison.Ordinal));
-                if (KnownFinding(mutation, e))
-                {
-                    Count("KNOWN OPEN FINDING (see SnapshotRegressionTests): " + e.GetType().Name);
-                    continue;
-                }
                 if (failures.TryAdd(signature, $"iteration {i} (MINIKV_FUZZ_SEED={seed} MINIKV_FUZZ_ITERATION={i}): {path}: {mutation.Description}: {what}") && failures.Count >= 10)
                 {
                     break;
@@ -79,13 +74,6 @@ public sealed class DecoderFuzzTests(ITestOutputHelper output)
         Assert.True(done > 0);
         Assert.True(failures.Count == 0, $"{failures.Count} distinct failures:\n" + string.Join("\n\n", failures.Values));
     }
-
-    /// <summary>
-    /// Findings reported to the engine's owner and not fixed yet, each with a regression test. Counted, not failed on,
-    /// so the fuzzer keeps looking for new ones. Remove an entry when its fix lands.
-    /// </summary>
-    private static bool KnownFinding(Mutation mutation, Exception e) =>
-        mutation.Class == FileClass.Snapshot && mutation.CrcFixed && e is ArgumentOutOfRangeException or OutOfMemoryException;
 
     private static async Task CheckAsync(StoreImage image, Mutation mutation, Action<string> count)
     {

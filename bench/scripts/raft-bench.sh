@@ -2,7 +2,8 @@
 # Raft (MiniKV.Consensus via bench/MiniKV.RaftBench) vs etcd 3.4 on loopback, same client tool, same run.
 #   bench/scripts/raft-bench.sh [--seconds 10] [--kills 20]     (docs/benchmarks.md, "Raft (MiniKV.Consensus) vs etcd")
 # Both clusters: 3 members, fsync on, election timeouts 150-300 ms (RaftBench: --election-timeout-ms 150-300,
-# heartbeat 50 ms; etcd: --heartbeat-interval 50 --election-timeout 150, which etcd randomizes over [150, 300) ms).
+# heartbeat 50 ms; etcd: --heartbeat-interval 30 --election-timeout 150 -- etcd demands election >= 5x heartbeat --
+# and randomizes the election timeout over [150, 300) ms itself).
 # Internal: "raft-bench.sh restart NAME" restarts one member on its data (used by the failover client).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -20,7 +21,7 @@ start_member() { # NAME (n1..n3 or m1..m3): starts it in the background on its d
     setsid etcd --name "$name" --data-dir "$RUN/data/$name" --listen-client-urls "http://127.0.0.1:2379$i" \
       --advertise-client-urls "http://127.0.0.1:2379$i" --listen-peer-urls "http://127.0.0.1:2380$i" \
       --initial-advertise-peer-urls "http://127.0.0.1:2380$i" --initial-cluster "$ETCD_CLUSTER" \
-      --initial-cluster-state new --heartbeat-interval 50 --election-timeout 150 >>"$RUN/logs/$name.log" 2>&1 &
+      --initial-cluster-state new --heartbeat-interval 30 --election-timeout 150 >>"$RUN/logs/$name.log" 2>&1 &
   fi
   echo $! >"$RUN/pids/$name.pid"
 }
@@ -48,6 +49,7 @@ stop_all() {
   done
 }
 trap stop_all EXIT
+trap 'exit 143' INT TERM
 rm -rf "$RUN" && mkdir -p "$RUN/data" "$RUN/logs" "$RUN/pids"
 for m in n1 n2 n3 m1 m2 m3; do start_member $m; done
 

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using MiniKV.RaftBench;
@@ -75,6 +74,9 @@ public sealed class LeaderKillTests(ITestOutputHelper output) : IDisposable
             _nodes[victim]!.Dispose();
             _nodes[victim] = NodeProcess.Start(leader, ports[victim], Path.Combine(_root, leader), peers, seed + victim + 10 * (k + 1));
             client.SetMember(leader, await _nodes[victim]!.WaitForHttpAsync(Patience));
+            // Back in the cluster (its peers answered Hello and it follows a leader) before the next kill, or that
+            // kill would leave one node of three.
+            await WaitForAsync(async () => await client.StatusAsync(leader, CancellationToken.None) is { Leader: not "?" } st ? st.Leader : null, leader + " to rejoin");
         }
         var last = acked.Count;
         await WaitUntilAsync(() => acked.Count >= last + 200, "200 acknowledgements after the last restart", Output);

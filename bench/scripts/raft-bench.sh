@@ -55,7 +55,8 @@ for m in n1 n2 n3 m1 m2 m3; do start_member $m; done
 
 RAFT=http://127.0.0.1:24201,http://127.0.0.1:24202,http://127.0.0.1:24203
 ETCD=http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793
-client() { timeout 300 dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT'; }
+# A failed run (exit 1, e.g. a kill that never recovered) is reported in its RESULT line and must not end the script.
+client() { timeout 300 dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT' || true; }
 for i in $(seq 1 120); do
   curl -sf http://127.0.0.1:24201/status | grep -q 'leader=n' && curl -sf http://127.0.0.1:23791/health | grep -q true && break
   sleep 1

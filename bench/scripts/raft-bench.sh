@@ -47,6 +47,11 @@ stop_all() {
   for f in "$RUN"/pids/*.pid; do
     [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true
   done
+  # RaftBench nodes were seen still running 30+ s after SIGTERM (graceful shutdown waits); do not leave them behind.
+  sleep 5
+  for f in "$RUN"/pids/*.pid; do
+    [[ -f $f ]] && kill -9 "$(cat "$f")" 2>/dev/null || true
+  done
 }
 trap stop_all EXIT
 trap 'exit 143' INT TERM

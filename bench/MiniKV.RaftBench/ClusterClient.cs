@@ -31,6 +31,9 @@ internal abstract class ClusterClient : IDisposable
     /// <summary>The member name that leads now, or null when none answers.</summary>
     public abstract Task<string?> LeaderNameAsync(CancellationToken cancellationToken);
 
+    /// <summary>Whether every member answers (a restarted member is back), so the next kill cannot take away the quorum.</summary>
+    public abstract Task<bool> AllMembersUpAsync(CancellationToken cancellationToken);
+
     public void Dispose() => Http.Dispose();
 
     protected static async Task BackoffAsync(int attempt, CancellationToken cancellationToken)
@@ -158,6 +161,18 @@ internal sealed class RaftClusterClient : ClusterClient
         return null;
     }
 
+    public override async Task<bool> AllMembersUpAsync(CancellationToken cancellationToken)
+    {
+        foreach (var id in _urls.Keys)
+        {
+            if (await StatusAsync(id, cancellationToken) is not { Leader: not "?" })
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     public async Task<NodeStatus?> StatusAsync(string id, CancellationToken cancellationToken) =>
         await GetAsync(_urls[id] + "/status", cancellationToken) is { } text ? NodeStatus.Parse(text) : null;
 
@@ -266,6 +281,26 @@ internal sealed class EtcdClusterClient(IReadOnlyList<KeyValuePair<string, strin
             }
         }
         return null;
+    }
+
+    public override async Task<bool> AllMembersUpAsync(CancellationToken cancellationToken)
+    {
+        foreach (var (_, url) in members)
+        {
+            try
+            {
+                var health = await Http.GetStringAsync(url.TrimEnd('/') + "/health", cancellationToken);
+                if (!health.Contains("true", StringComparison.Ordinal))
+                {
+                    return false;
+                }
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     private async Task<bool> CallAsync(string path, string json, CancellationToken cancellationToken)

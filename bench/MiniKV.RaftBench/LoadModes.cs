@@ -105,6 +105,12 @@ internal static class LoadModes
         {
             for (var k = 0; k < kills; k++)
             {
+                // The member restarted after the previous kill must be back first, or this kill removes the quorum.
+                var upClock = Stopwatch.StartNew();
+                while (!await client.AllMembersUpAsync(CancellationToken.None) && upClock.Elapsed < TimeSpan.FromSeconds(60))
+                {
+                    await Task.Delay(50);
+                }
                 var leader = await WaitForLeaderAsync(client, TimeSpan.FromSeconds(30));
                 // Let writes flow after the previous restart so the measurement starts from a steady state.
                 var flowing = Volatile.Read(ref acked);

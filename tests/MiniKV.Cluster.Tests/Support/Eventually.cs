@@ -23,4 +23,7 @@ public static class Eventually
             delay = Math.Min(delay * 2, 200);
         }
     }
+
+    public static Task TrueAsync(Func<bool> condition, TimeSpan timeout, Func<string> seen, string what) =>
+        TrueAsync(() => Task.FromResult(condition()), timeout, seen, what);
 }

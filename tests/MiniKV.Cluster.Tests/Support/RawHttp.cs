@@ -47,7 +47,33 @@ public static class RawHttp
         var responseHead = split >= 0 ? all[..split] : all;
         var body = split >= 0 ? all[(split + 4)..] : "";
         var status = int.Parse(responseHead.Split(' ', 3)[1], CultureInfo.InvariantCulture);
+        if (responseHead.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase))
+        {
+            body = Dechunk(body);
+        }
         return new Response(status, responseHead, body);
+    }
+
+    private static string Dechunk(string chunked)
+    {
+        var result = new StringBuilder();
+        var at = 0;
+        while (true)
+        {
+            var lineEnd = chunked.IndexOf("\r\n", at, StringComparison.Ordinal);
+            if (lineEnd < 0)
+            {
+                return result.ToString();
+            }
+            var size = int.Parse(chunked[at..lineEnd].Split(';')[0].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (size == 0)
+            {
+                return result.ToString();
+            }
+            // Sizes count bytes; the error bodies here are ASCII JSON, so characters are bytes.
+            result.Append(chunked, lineEnd + 2, size);
+            at = lineEnd + 2 + size + 2;
+        }
     }
 
     private static long? ContentLength(string head)

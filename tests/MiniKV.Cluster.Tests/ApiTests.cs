@@ -182,8 +182,10 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
                 }
             }
 
+            // Headers only, no body: the answer must come from the headers, and unread body bytes would make the
+            // server's close a reset that destroys the response before it is read.
             string Put(string target, long length) =>
-                $"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n" + new string('x', (int)Math.Min(length, 3));
+                $"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n";
             string Get(string target) => $"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
             await Expect(400, Put("/kv/", 3));

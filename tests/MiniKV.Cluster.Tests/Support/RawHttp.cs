@@ -24,7 +24,16 @@ public static class RawHttp
         var chunk = new byte[8192];
         while (true)
         {
-            var read = await stream.ReadAsync(chunk, cts.Token);
+            int read;
+            try
+            {
+                read = await stream.ReadAsync(chunk, cts.Token);
+            }
+            catch (IOException) when (buffer.Length > 0)
+            {
+                // A server refusing a body it will not read may reset the connection right after its answer.
+                break;
+            }
             if (read == 0)
             {
                 break;

@@ -19,7 +19,7 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
         var cluster = await shared.GetAsync(output);
         await cluster.RunAsync(output, async () =>
         {
-            var random = TestRandom.Create(output);
+            var random = TestRandom.Create(output.WriteLine);
             var http = cluster.Http;
             var leader = await cluster.LeaderAsync(Quick);
             var follower = cluster.Coordinators.First(c => c != leader);

@@ -18,7 +18,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         await using var cluster = await TestCluster.StartAsync(output);
         await cluster.RunAsync(output, async () =>
         {
-            var random = TestRandom.Create(output);
+            var random = TestRandom.Create(output.WriteLine);
             var http = cluster.Http;
             var acknowledged = new ConcurrentDictionary<string, byte[]>();
             var counter = 0;

@@ -18,7 +18,7 @@ public sealed class LargeValueTests(ITestOutputHelper output)
         await using var cluster = await TestCluster.StartAsync(output, maxValueSize: "2GiB");
         await cluster.RunAsync(output, async () =>
         {
-            var seed = (ulong)TestRandom.Create(output).NextInt64(1, long.MaxValue);
+            var seed = (ulong)TestRandom.Create(output.WriteLine).NextInt64(1, long.MaxValue);
             var leader = await cluster.LeaderAsync(TimeSpan.FromSeconds(60));
             var follower = cluster.Coordinators.First(c => c != leader);
 

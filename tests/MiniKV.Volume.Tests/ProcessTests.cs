@@ -44,7 +44,7 @@ public sealed class ProcessTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task Sigkill_between_prepare_and_commit_recovers_by_the_coordinators_outcome()
     {
-        var random = TestRandom.Create(output);
+        var random = TestRandom.Create(output.WriteLine);
         await using var coordinator = await FakeCoordinator.StartAsync("coord-1");
         string[] Args(params string[] extra) =>
         [
@@ -114,7 +114,7 @@ public sealed class ProcessTests(ITestOutputHelper output) : IDisposable
         const long Size = 1L << 30;
         const int Chunk = 1 << 20;
         const long RssLimit = 300L << 20;
-        var random = TestRandom.Create(output);
+        var random = TestRandom.Create(output.WriteLine);
         var pattern = TestRandom.Bytes(random, Chunk);
         var process = Start("serve", "--id", "vol-big", "--bind", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
             "--data", Path.Combine(_root, "data"), "--wal", Path.Combine(_root, "wal"), "--log-level", "information");

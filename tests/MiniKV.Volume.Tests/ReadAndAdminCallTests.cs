@@ -13,7 +13,7 @@ namespace MiniKV.Volume.Tests;
 public sealed class ReadAndAdminCallTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private VolumeHarness _v = null!;
-    private readonly Random _random = TestRandom.Create(output);
+    private readonly Random _random = TestRandom.Create(output.WriteLine);
 
     public async Task InitializeAsync() => _v = await VolumeHarness.StartAsync();
 

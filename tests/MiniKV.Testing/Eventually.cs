@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace MiniKV.Cluster.Tests.Support;
+namespace MiniKV.Testing;
 
 /// <summary>Waits on conditions with a timeout and says what was last seen when it gives up; never a bare sleep.</summary>
 public static class Eventually
@@ -17,7 +17,7 @@ public static class Eventually
             }
             if (clock.Elapsed > timeout)
             {
-                Assert.Fail($"timed out after {timeout.TotalSeconds:0.#} s waiting for {what}; last seen: {seen()}");
+                throw new TimeoutException($"timed out after {timeout.TotalSeconds:0.#} s waiting for {what}; last seen: {seen()}");
             }
             await Task.Delay(delay);
             delay = Math.Min(delay * 2, 200);

@@ -135,6 +135,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             consensus.MapEndpoints(app);
             KvEndpoints.Map(app, node, forwarder);
             StatusEndpoints.Map(app, node);
+            Operations.Jobs.JobEndpoints.Map(app, node, forwarder);
             app.MapFallback(context => new Problem(context.Request.Path.StartsWithSegments("/kv") ? 405 : 404,
                 context.Request.Path.StartsWithSegments("/kv") ? "method_not_allowed" : "not_found",
                 $"no route for {context.Request.Method} {context.Request.Path}; see SPEC.md for the API").WriteAsync(context));

@@ -21,6 +21,9 @@ public static class CoordinatorCommand
             new OptionSpec("advertise-grpc", "gRPC address host:port given to volumes and other coordinators; default: the bound address (the host name when bound to 0.0.0.0)", ""),
             new OptionSpec("max-value-size", "Largest value accepted (413 above it)", "4GiB"),
             new OptionSpec("election-timeout-ms", "Raft election timeout in milliseconds: MIN-MAX (randomized in the range) or one number N (N to 2N)", "150-300"),
+            new OptionSpec("repair-rate", "Automatic repair: the leader copies at most this many keys per second to bring keys back to R healthy copies (0: off; minikv repair still works)", "50"),
+            new OptionSpec("repair-interval", "Automatic repair: pause between two scans of every key and volume", "30s"),
+            new OptionSpec("orphan-grace", "Repair deletes a copy no metadata lists only once it has stayed unlisted this long", "1m"),
             new OptionSpec("log-level", "trace, debug, information, warning, error", "information"),
         ]);
 
@@ -97,6 +100,16 @@ public static class CoordinatorCommand
         var logLevel = Enum.TryParse<LogLevel>(parsed.Require("log-level"), ignoreCase: true, out var level)
             ? level
             : throw new OptionException($"--log-level: '{parsed.Get("log-level")}' is not trace, debug, information, warning or error");
+        var repairRate = parsed.GetDouble("repair-rate");
+        if (repairRate < 0 || double.IsNaN(repairRate) || double.IsInfinity(repairRate))
+        {
+            throw new OptionException($"--repair-rate: {repairRate} is not a number of keys per second ≥ 0");
+        }
+        var repairInterval = parsed.GetDuration("repair-interval");
+        if (repairInterval < TimeSpan.FromMilliseconds(100))
+        {
+            throw new OptionException("--repair-interval must be at least 100ms");
+        }
         var bind = parsed.Require("bind");
         var grpc = parsed.Require("grpc");
         Endpoints.Parse(bind, "--bind");
@@ -125,6 +138,9 @@ public static class CoordinatorCommand
             ElectionTimeoutMinMs = electionMin,
             ElectionTimeoutMaxMs = electionMax,
             LogLevel = logLevel,
+            RepairRate = repairRate,
+            RepairInterval = repairInterval,
+            OrphanGrace = parsed.GetDuration("orphan-grace"),
         };
     }
 

@@ -28,6 +28,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private int _disposed;
 
     private readonly ILoggerFactory _consensusLogging;
+    private Operations.ClusterMaintenance? _maintenance;
+    private Operations.GrpcVolumeMaintenance? _maintenanceVolumes;
 
     private CoordinatorServer(WebApplication app, IConsensusModule consensus, CoordinatorNode node, MetadataStateMachine stateMachine, ILoggerFactory consensusLogging, IPEndPoint http, IPEndPoint grpc)
     {
@@ -60,6 +62,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
         WebApplication? app = null;
         IConsensusModule? consensus = null;
         ILoggerFactory? loggerFactory = null;
+        Operations.ClusterMaintenance? maintenance = null;
+        Operations.GrpcVolumeMaintenance? maintenanceVolumes = null;
         try
         {
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
@@ -135,6 +139,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
             consensus.MapEndpoints(app);
             KvEndpoints.Map(app, node, forwarder);
             StatusEndpoints.Map(app, node);
+            Operations.Jobs.JobEndpoints.Map(app, node, forwarder);
+            maintenanceVolumes = new Operations.GrpcVolumeMaintenance();
+            maintenance = new Operations.ClusterMaintenance(node, maintenanceVolumes, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<Operations.ClusterMaintenance>());
+            Operations.MaintenanceEndpoints.Map(app, node, maintenance, forwarder);
             app.MapFallback(context => new Problem(context.Request.Path.StartsWithSegments("/kv") ? 405 : 404,
                 context.Request.Path.StartsWithSegments("/kv") ? "method_not_allowed" : "not_found",
                 $"no route for {context.Request.Method} {context.Request.Path}; see SPEC.md for the API").WriteAsync(context));
@@ -147,13 +155,19 @@ public sealed class CoordinatorServer : IAsyncDisposable
             node.AdvertisedGrpc = options.AdvertiseGrpc ?? Advertised(boundGrpc);
             await consensus.StartAsync(cancellationToken);
             node.Start();
+            maintenance.Start();
             var httpText = boundHttp.ToString();
             var grpcText = boundGrpc.ToString();
             Log.Serving(app.Logger, options.Id, httpText, grpcText, options.DbDirectory, stateMachine.AppliedIndex);
-            return new CoordinatorServer(app, consensus, node, stateMachine, loggerFactory, boundHttp, boundGrpc);
+            return new CoordinatorServer(app, consensus, node, stateMachine, loggerFactory, boundHttp, boundGrpc) { _maintenance = maintenance, _maintenanceVolumes = maintenanceVolumes };
         }
         catch
         {
+            if (maintenance != null)
+            {
+                await maintenance.DisposeAsync();
+            }
+            maintenanceVolumes?.Dispose();
             if (app != null)
             {
                 await app.DisposeAsync();
@@ -176,7 +190,12 @@ public sealed class CoordinatorServer : IAsyncDisposable
             return;
         }
         await _app.StopAsync();
+        if (_maintenance != null)
+        {
+            await _maintenance.DisposeAsync();
+        }
         await Node.DisposeAsync();
+        _maintenanceVolumes?.Dispose();
         await _consensus.DisposeAsync();
         await _app.DisposeAsync();
         _consensusLogging.Dispose();

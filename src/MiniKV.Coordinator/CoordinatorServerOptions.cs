@@ -48,4 +48,13 @@ public sealed record CoordinatorServerOptions
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Automatic repair: at most this many keys repaired per second by the leader; 0 turns it off.</summary>
+    public double RepairRate { get; init; } = 50;
+
+    /// <summary>Automatic repair: the pause between two scans of the whole cluster.</summary>
+    public TimeSpan RepairInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Repair deletes an orphan copy only after it has stayed an orphan this long (longer than any write takes).</summary>
+    public TimeSpan OrphanGrace { get; init; } = TimeSpan.FromMinutes(1);
 }

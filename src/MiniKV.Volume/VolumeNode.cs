@@ -225,6 +225,23 @@ public sealed class VolumeNode
         return keys;
     }
 
+    /// <summary>True when the key's current copy failed a check (its footer, or a CRC on a read or scrub).</summary>
+    public bool IsKnownCorrupt(byte[] key)
+    {
+        if (_badFooters.ContainsKey(key))
+        {
+            return true;
+        }
+        foreach (var (corrupt, _) in Store.CorruptKeys())
+        {
+            if (corrupt.AsSpan().SequenceEqual(key))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>A write replaced the key's value: an earlier bad footer no longer matters.</summary>
     public void ForgetBadFooter(byte[] key)
     {

@@ -25,3 +25,8 @@ public readonly record struct WriteOutcome(WriteStatus Status, ulong Version, Ke
 
 /// <summary>What a <see cref="Commands.WriteBatchCommand"/> entry returns: one outcome per write, in order.</summary>
 public sealed record WriteBatchResult(IReadOnlyList<WriteOutcome> Outcomes);
+
+/// <summary>What a <see cref="Commands.SetKeyReplicasCommand"/> entry returns.</summary>
+/// <param name="Applied">True when the key was still at the command's version and its replica list was replaced.</param>
+/// <param name="CurrentVersion">The key's version at that point (0 when it no longer exists).</param>
+public sealed record KeyReplicasResult(bool Applied, ulong CurrentVersion);

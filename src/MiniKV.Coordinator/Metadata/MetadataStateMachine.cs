@@ -137,6 +137,9 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                         batch.Put(CoordinatorKey(coordinator.CoordinatorId), MetadataRecords.EncodeCoordinator(coordinator), h.Meta);
                         registryChanged = true;
                         break;
+                    case SetKeyReplicasCommand replicas:
+                        results[e] = ApplyReplicas(h, batch, pending, replicas);
+                        break;
                     case AbortTransactionsCommand aborts:
                         foreach (var tx in aborts.Transactions)
                         {
@@ -213,6 +216,22 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             }
         }
         return new WriteBatchResult(outcomes);
+    }
+
+    private static KeyReplicasResult ApplyReplicas(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, SetKeyReplicasCommand command)
+    {
+        if (!pending.TryGetValue(command.Key, out var current))
+        {
+            current = ReadKey(h, command.Key);
+        }
+        if (current == null || current.Version != command.Version)
+        {
+            return new KeyReplicasResult(false, current?.Version ?? 0);
+        }
+        var record = current with { Volumes = command.Volumes, UnderReplicated = command.UnderReplicated };
+        pending[command.Key] = record;
+        batch.Put(command.Key, MetadataRecords.EncodeKey(record), h.Keys);
+        return new KeyReplicasResult(true, current.Version);
     }
 
     private static WriteStatus Check(KeyWrite write, KeyRecord? current) => write.Condition switch

@@ -381,7 +381,8 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
         try
         {
             var (local, _) = await node.ReadFooterAsync(key, cancel);
-            if (local.Version >= header.Version)
+            // A copy of the same version that failed a CRC check (a deep verify or a read found it) is replaced.
+            if (local.Version > header.Version || (local.Version == header.Version && !node.IsKnownCorrupt(key)))
             {
                 return new PullResponse { Version = local.Version, Size = local.ContentLength, Checksum = Checksums.Format(local.ContentCrc), AlreadyPresent = true };
             }

@@ -30,8 +30,12 @@ public sealed class TestCluster : IAsyncDisposable
     public IEnumerable<NodeProcess> All => Coordinators.Concat(Volumes);
     public HttpClient Http { get; }
 
+    /// <summary>The temporary directory holding every node's data (a volume's is {Root}/{name}/data and /wal).</summary>
+    public string Root => _root;
+
     /// <summary>Starts all six servers and waits until every one answers /health/ready.</summary>
-    public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB")
+    /// <param name="coordinatorFlags">Extra flags for every coordinator (e.g. the automatic repair's pace).</param>
+    public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", IReadOnlyList<string>? coordinatorFlags = null)
     {
         var root = Path.Combine(Path.GetTempPath(), "minikv-cluster-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
@@ -51,7 +55,7 @@ public sealed class TestCluster : IAsyncDisposable
             [
                 "serve", "--id", name, "--bind", Address(ports[2 * i]), "--grpc", Address(ports[2 * i + 1]),
                 "--db", Path.Combine(root, name), "--peers", string.Join(',', peers),
-                "--replicas", "3", "--min-replicas", "2", "--max-value-size", maxValueSize,
+                "--replicas", "3", "--min-replicas", "2", "--max-value-size", maxValueSize, .. coordinatorFlags ?? [],
             ]));
         }
         for (var i = 0; i < 3; i++)

@@ -10,7 +10,7 @@ namespace MiniKV.Coordinator.Metadata.Commands;
 /// offset  size  field
 ///  0      1     format version   1; a reader rejects any other value
 ///  1      1     kind             1 write batch, 2 register volume, 3 volume state, 4 shards, 5 abort transactions,
-///                                6 coordinator addresses
+///                                6 coordinator addresses, 7 key replicas
 ///  2      4     payload length N u32
 ///  6      N     payload          by kind, below
 ///  6+N    4     CRC32 (IEEE) of bytes [0, 6+N)
@@ -27,6 +27,7 @@ namespace MiniKV.Coordinator.Metadata.Commands;
 /// 4 shards:       u16 count, then count times: u16 shard, u8 volume count, that many str volume ids
 /// 5 aborts:       u32 count, then count 16-byte transaction ids (the bytes of Guid.TryWriteBytes)
 /// 6 coordinator:  str coordinator id, str http address (http://host:port), str grpc address (host:port)
+/// 7 key replicas: bytes key, u64 version, u8 flags (bit 0 under-replicated), u8 volume count, that many str volume ids
 /// </code>
 /// Version rule: the log holds old entries forever (until a snapshot), so a reader decodes every format version
 /// ever written; a change of any payload bumps the format version, and a new kind may be added under the same
@@ -46,6 +47,7 @@ public static class CommandCodec
         Shards = 4,
         AbortTransactions = 5,
         CoordinatorAddresses = 6,
+        KeyReplicas = 7,
     }
 
     public static byte[] Encode(MetadataCommand command)
@@ -83,6 +85,12 @@ public static class CommandCodec
                 w.String16(c.CoordinatorId);
                 w.String16(c.HttpAddress);
                 w.String16(c.GrpcAddress);
+                break;
+            case SetKeyReplicasCommand k:
+                w.Bytes16(k.Key);
+                w.U64(k.Version);
+                w.U8(k.UnderReplicated ? (byte)1 : (byte)0);
+                Strings8(w, k.Volumes);
                 break;
             case AbortTransactionsCommand aborts:
                 w.U32((uint)aborts.Transactions.Count);
@@ -129,6 +137,7 @@ public static class CommandCodec
             Kind.Shards => ReadShards(ref r),
             Kind.AbortTransactions => ReadAborts(ref r),
             Kind.CoordinatorAddresses => new CoordinatorAddressesCommand(r.String16(), r.String16(), r.String16()),
+            Kind.KeyReplicas => ReadKeyReplicas(ref r),
             var other => throw new CommandFormatException($"unknown command kind {(byte)other}"),
         };
         r.ExpectEnd();
@@ -143,6 +152,7 @@ public static class CommandCodec
         SetShardsCommand => Kind.Shards,
         AbortTransactionsCommand => Kind.AbortTransactions,
         CoordinatorAddressesCommand => Kind.CoordinatorAddresses,
+        SetKeyReplicasCommand => Kind.KeyReplicas,
         _ => throw new ArgumentException($"no encoding for {command.GetType().Name}", nameof(command)),
     };
 
@@ -206,6 +216,18 @@ public static class CommandCodec
             writes[i] = new KeyWrite(kind, tx, key, version, size, checksum, contentType, volumes, (flags & 1) != 0, condition, r.String16());
         }
         return new WriteBatchCommand(term, modified, writes);
+    }
+
+    private static SetKeyReplicasCommand ReadKeyReplicas(ref RecordReader r)
+    {
+        var key = r.Bytes16();
+        var version = r.U64();
+        var flags = r.U8();
+        if ((flags & ~1) != 0)
+        {
+            throw new CommandFormatException($"unknown key replica flags 0x{flags:x2}");
+        }
+        return new SetKeyReplicasCommand(key, version, ReadStrings8(ref r), (flags & 1) != 0);
     }
 
     private static SetShardsCommand ReadShards(ref RecordReader r)

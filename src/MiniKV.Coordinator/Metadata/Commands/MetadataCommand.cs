@@ -124,3 +124,21 @@ public sealed record AbortTransactionsCommand(IReadOnlyList<Guid> Transactions) 
 /// leader's HTTP address and volumes can be told where it is.
 /// </summary>
 public sealed record CoordinatorAddressesCommand(string CoordinatorId, string HttpAddress, string GrpcAddress) : MetadataCommand;
+
+/// <summary>
+/// Sets the replica list of one key's version after repair copied it (or dropped a corrupt copy). Applied only
+/// while the key is still at <see cref="Version"/>: a write that replaced it meanwhile wins, and the copies made
+/// for the old version become orphans that a later repair deletes.
+/// </summary>
+/// <param name="Key">The key.</param>
+/// <param name="Version">The version the copies hold.</param>
+/// <param name="Volumes">The volumes that now hold that version, in replica order.</param>
+/// <param name="UnderReplicated">True when the list is still shorter than R.</param>
+public sealed record SetKeyReplicasCommand(byte[] Key, ulong Version, IReadOnlyList<string> Volumes, bool UnderReplicated) : MetadataCommand
+{
+    public bool Equals(SetKeyReplicasCommand? other) =>
+        other is not null && Key.AsSpan().SequenceEqual(other.Key) && Version == other.Version && Volumes.SequenceEqual(other.Volumes)
+        && UnderReplicated == other.UnderReplicated;
+
+    public override int GetHashCode() => HashCode.Combine(Version, Volumes.Count);
+}

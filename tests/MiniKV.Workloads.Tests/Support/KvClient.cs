@@ -23,6 +23,21 @@ public sealed record KvResponse(KvOutcome Outcome, HttpStatusCode? Status, byte[
     /// <summary>Whether the request certainly had its effect or certainly looked (not a timeout, reset or 503).</summary>
     public bool IsDefinite => Outcome is KvOutcome.Ok or KvOutcome.NotFound or KvOutcome.PreconditionFailed;
 
+    /// <summary>The outcome with its status code, as counted in reports ("Unavailable 503").</summary>
+    public string Label => Status is { } s ? $"{Outcome} {(int)s}" : Outcome.ToString();
+
+    /// <summary>
+    /// Client pacing after an answer that was not definite: a client pinned to a dead or isolated coordinator would
+    /// otherwise spin on refused connections and flood the history with open operations.
+    /// </summary>
+    public async Task BackOffIfIndefiniteAsync(Random random)
+    {
+        if (!IsDefinite)
+        {
+            await Task.Delay(random.Next(50, 250));
+        }
+    }
+
     public override string ToString() => $"{Outcome} ({(Status is { } s ? ((int)s).ToString(System.Globalization.CultureInfo.InvariantCulture) : Detail)})";
 }
 
@@ -100,7 +115,7 @@ public sealed class KvClient(HttpClient http, TimeSpan timeout)
             var detail = outcome is KvOutcome.Ok ? null : System.Text.Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(body.Length, 300)));
             return new KvResponse(outcome, response.StatusCode, body, etag, detail);
         }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException or System.Net.Sockets.SocketException)
         {
             return new KvResponse(KvOutcome.NoAnswer, null, [], null, e.GetType().Name);
         }

@@ -15,7 +15,7 @@ public sealed class RunLedger
     private readonly ConcurrentDictionary<string, string> _verdicts = new(StringComparer.Ordinal);
 
     public void Count(string workload, string operation, KvResponse response) =>
-        Count(workload, operation, response.Outcome.ToString());
+        Count(workload, operation, response.Label);
 
     public void Count(string workload, string operation, string outcome) =>
         _operations.AddOrUpdate($"{workload}\t{operation}\t{outcome}", 1, (_, n) => n + 1);

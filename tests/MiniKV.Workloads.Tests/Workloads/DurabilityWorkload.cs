@@ -40,6 +40,7 @@ public sealed class DurabilityWorkload(KvClient client, IReadOnlyList<Uri> coord
                 var before = _keys[victim];
                 var deleted = await client.DeleteAsync(node, victim);
                 ledger.Count(Name, "delete", deleted);
+                await deleted.BackOffIfIndefiniteAsync(random);
                 _keys[victim] = deleted.Outcome switch
                 {
                     KvOutcome.Ok => new Expectation([], true, "delete acknowledged"),
@@ -54,6 +55,7 @@ public sealed class DurabilityWorkload(KvClient client, IReadOnlyList<Uri> coord
             random.NextBytes(value);
             var put = await client.PutAsync(node, key, value);
             ledger.Count(Name, "put", put);
+            await put.BackOffIfIndefiniteAsync(random);
             if (put.Outcome == KvOutcome.Ok)
             {
                 _keys[key] = new Expectation([value], false, "put acknowledged");

@@ -53,6 +53,7 @@ public sealed class ListWorkload(KvClient client, IReadOnlyList<Uri> coordinator
                 _keys[victim] = KeyState.Deleting;
                 var deleted = await client.DeleteAsync(node, victim);
                 ledger.Count(Name, "delete", deleted);
+                await deleted.BackOffIfIndefiniteAsync(random);
                 if (deleted.Outcome == KvOutcome.NotFound)
                 {
                     ledger.Anomaly(Name, $"delete of acknowledged {victim} answered 404");
@@ -64,6 +65,7 @@ public sealed class ListWorkload(KvClient client, IReadOnlyList<Uri> coordinator
             _keys[key] = KeyState.Uncertain;
             var put = await client.PutAsync(node, key, [(byte)sequence]);
             ledger.Count(Name, "put", put);
+            await put.BackOffIfIndefiniteAsync(random);
             if (put.Outcome == KvOutcome.Ok)
             {
                 _keys[key] = KeyState.Acknowledged;
@@ -87,6 +89,7 @@ public sealed class ListWorkload(KvClient client, IReadOnlyList<Uri> coordinator
             var listed = await ListAllAsync(node, stop);
             if (listed == null)
             {
+                await Task.Delay(100, CancellationToken.None);
                 continue;
             }
             Interlocked.Increment(ref _listings);

@@ -67,7 +67,7 @@ public sealed class RegisterWorkload(KvClient client, IReadOnlyList<Uri> coordin
             {
                 input = KvInput.Delete();
             }
-            var output = await ApplyAsync(process, node, key, input);
+            var output = await ApplyAsync(process, node, key, input, random);
             if (output.Status == KvStatus.Unknown)
             {
                 process = Interlocked.Increment(ref _nextProcess);
@@ -87,7 +87,7 @@ public sealed class RegisterWorkload(KvClient client, IReadOnlyList<Uri> coordin
         }
     }
 
-    private async Task<KvOutput> ApplyAsync(int process, Uri node, string key, KvInput input)
+    private async Task<KvOutput> ApplyAsync(int process, Uri node, string key, KvInput input, Random random)
     {
         string? ifMatch = null;
         if (input.Kind == KvOpKind.CompareAndSet)
@@ -110,6 +110,7 @@ public sealed class RegisterWorkload(KvClient client, IReadOnlyList<Uri> coordin
             _ => await client.PutAsync(node, key, Encoding.UTF8.GetBytes(input.Value!), ifMatch),
         };
         var output = Judge(key, input, response);
+        await response.BackOffIfIndefiniteAsync(random);
         _history.Return(process, output);
         ledger.Count(Name, input.Kind.ToString().ToLowerInvariant(), response);
         if (response.Outcome == KvOutcome.ServerError)

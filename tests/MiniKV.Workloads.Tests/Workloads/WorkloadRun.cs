@@ -58,14 +58,20 @@ public static class WorkloadRun
         {
             AfterRestartAsync = cluster.AfterRestartAsync,
         };
+        var workStarted = clock.Elapsed;
         var ran = TimeSpan.Zero;
         try
         {
             using var stop = new CancellationTokenSource(options.Duration);
-            var workStarted = clock.Elapsed;
-            await Task.WhenAll(nemesis.RunAsync(stop.Token), register.RunAsync(stop.Token), durability.RunAsync(stop.Token), list.RunAsync(stop.Token));
-            ran = clock.Elapsed - workStarted;
-            await File.WriteAllLinesAsync(nemesisPath, nemesis.History);
+            try
+            {
+                await Task.WhenAll(nemesis.RunAsync(stop.Token), register.RunAsync(stop.Token), durability.RunAsync(stop.Token), list.RunAsync(stop.Token));
+            }
+            finally
+            {
+                ran = clock.Elapsed - workStarted;
+                await File.WriteAllLinesAsync(nemesisPath, nemesis.History);
+            }
             await cluster.WaitReadyAsync(ProxiedCluster.ReadyTimeout);
             register.Check(historyPath);
             await cluster.KillAndRestartAllAsync();

@@ -128,10 +128,10 @@ internal static class Mutator
                 return $"record at {record}: value length {length}";
             }
         }
-        // File headers: snapshot counts at 24 (i32), 28 (i32), 32 (i64); bloom k at 6 (u16), counts at 8..39; WAL offsets at 12, 20.
+        // File headers: snapshot counts at 24 (i32), 28 (i32), 32 (i64), section count 40 (i32), head length 44 (i32); bloom k at 6 (u16), counts at 8..39; WAL offsets at 12, 20.
         (int Offset, int Size)[] fields = kind switch
         {
-            FileClass.Snapshot => [(8, 8), (16, 8), (24, 4), (28, 4), (32, 8)],
+            FileClass.Snapshot => [(8, 8), (16, 8), (24, 4), (28, 4), (32, 8), (40, 4), (44, 4)],
             FileClass.Bloom => [(6, 2), (8, 8), (16, 8), (24, 8), (32, 8)],
             _ => [(8, 4), (12, 8), (20, 8)],
         };
@@ -161,6 +161,9 @@ internal static class Mutator
     {
         switch (kind)
         {
+            case FileClass.Snapshot when bytes.Length >= 48 && bytes[4] == 2:
+                FixSnapshotV2Crcs(bytes);
+                break;
             case FileClass.Snapshot when bytes.Length >= 4:
                 BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4), Crc32.HashToUInt32(bytes.AsSpan(0, bytes.Length - 4)));
                 break;
@@ -180,6 +183,34 @@ internal static class Mutator
                 FixRecordCrcs(bytes, 0);
                 break;
         }
+    }
+
+    /// <summary>
+    /// Version 2 (IndexSnapshot): the section table sits just before the head CRC at head length - 4; each section's
+    /// CRC covers its bytes, laid back to back from head length; the head CRC covers every byte before it. Fields the
+    /// damage made impossible (a head length or section length outside the file) leave the CRCs they would locate alone.
+    /// </summary>
+    private static void FixSnapshotV2Crcs(byte[] bytes)
+    {
+        var sections = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(40));
+        var headLength = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(44));
+        if (headLength < 48 || headLength > bytes.Length || sections < 0 || (long)sections * 16 > headLength - 48)
+        {
+            return;
+        }
+        var table = headLength - 4 - sections * 16;
+        long at = headLength;
+        for (var i = 0; i < sections; i++)
+        {
+            var length = BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(table + i * 16 + 4));
+            if (length < 0 || at + length > bytes.Length)
+            {
+                break;
+            }
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(table + i * 16 + 12), Crc32.HashToUInt32(bytes.AsSpan((int)at, (int)length)));
+            at += length;
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(headLength - 4), Crc32.HashToUInt32(bytes.AsSpan(0, headLength - 4)));
     }
 
     /// <summary>Header CRC = CRC32(header[0,24) + key); record CRC = CRC32(key + value + header[0,28)), per RecordFormat.</summary>

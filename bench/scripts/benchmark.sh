@@ -10,7 +10,9 @@
 #
 # Usage: bench/scripts/benchmark.sh [--etcd-only | --minikv-only]
 # Environment (defaults): CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=20s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
-#   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0 (1 keeps the data and logs)
+#   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0 (1 keeps the data and logs) READY_TIMEOUT=300 (seconds for the clusters to start)
+#   COORD_PORT=5000 VOLUME_PORT=6000 ETCD_PORT=2379 (first ports; each cluster uses 6 from there, so two runs of the
+#   script on one machine do not collide when these differ)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,6 +24,11 @@ KEYS=${KEYS:-10000}
 LARGE_SIZE=${LARGE_SIZE:-1GiB}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
+# Starting six .NET servers on a loaded 2-core box has taken over 60 s (JIT); the default leaves room for that.
+READY_TIMEOUT=${READY_TIMEOUT:-300}
+COORD_PORT=${COORD_PORT:-5000}
+VOLUME_PORT=${VOLUME_PORT:-6000}
+ETCD_PORT=${ETCD_PORT:-2379}
 RUN_ETCD=1
 RUN_MINIKV=1
 case "${1:-}" in
@@ -36,8 +43,11 @@ RESULTS=$WORK/results
 mkdir -p "$RESULTS"
 PIDS=()
 MINIKV_DLL=$ROOT/src/MiniKV.Cli/bin/Release/net10.0/minikv.dll
-COORDINATORS=http://127.0.0.1:5000,http://127.0.0.1:5002,http://127.0.0.1:5004
-ETCD_URL=http://127.0.0.1:2379
+COORD_HTTP_PORTS="$COORD_PORT $((COORD_PORT + 2)) $((COORD_PORT + 4))"
+VOLUME_HTTP_PORTS="$VOLUME_PORT $((VOLUME_PORT + 2)) $((VOLUME_PORT + 4))"
+COORDINATORS=http://127.0.0.1:$COORD_PORT,http://127.0.0.1:$((COORD_PORT + 2)),http://127.0.0.1:$((COORD_PORT + 4))
+# etcd member m: client port ETCD_PORT + 2(m-1), peer port the next one
+ETCD_URL=http://127.0.0.1:$ETCD_PORT
 
 log() { echo "# $*" >&2; }
 
@@ -69,6 +79,7 @@ wait_http() { # URL SECONDS [BODY-SUBSTRING]: until the URL answers 200 (and con
 }
 
 minikv() { dotnet "$MINIKV_DLL" "$@"; }
+exec_minikv() { exec dotnet "$MINIKV_DLL" "$@"; }
 
 # -------- build and install --------
 if [ "$RUN_MINIKV" = 1 ] && [ "$SKIP_BUILD" != 1 ]; then
@@ -84,16 +95,16 @@ if [ "$RUN_ETCD" = 1 ] && ! command -v etcd >/dev/null; then
   # The Debian package starts a single-node etcd service on 2379/2380; ours needs those ports.
   if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
 fi
-for port in 2379 2380 22379 22380 32379 32380 5000 5001 5002 5003 5004 5005 6000 6001 6002 6003 6004 6005; do
+for port in $(seq "$ETCD_PORT" $((ETCD_PORT + 5))) $(seq "$COORD_PORT" $((COORD_PORT + 5))) $(seq "$VOLUME_PORT" $((VOLUME_PORT + 5))); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then log "port $port is already in use; stop what runs there first"; exit 1; fi
 done
 
 # -------- start the clusters --------
 if [ "$RUN_ETCD" = 1 ]; then
   log "etcd $(etcd --version | head -1): starting 3 members"
-  CLUSTER=m1=http://127.0.0.1:2380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380
+  CLUSTER=m1=http://127.0.0.1:$((ETCD_PORT + 1)),m2=http://127.0.0.1:$((ETCD_PORT + 3)),m3=http://127.0.0.1:$((ETCD_PORT + 5))
   for m in 1 2 3; do
-    case $m in 1) c=2379 p=2380 ;; 2) c=22379 p=22380 ;; 3) c=32379 p=32380 ;; esac
+    c=$((ETCD_PORT + 2 * (m - 1))) p=$((ETCD_PORT + 2 * (m - 1) + 1))
     etcd --name "m$m" --data-dir "$WORK/etcd-m$m" \
       --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
@@ -101,14 +112,16 @@ if [ "$RUN_ETCD" = 1 ]; then
       >"$WORK/etcd-m$m.log" 2>&1 &
     PIDS+=($!)
   done
-  for c in 2379 22379 32379; do wait_http "http://127.0.0.1:$c/health" 60 '"true"'; done
+  for c in $ETCD_PORT $((ETCD_PORT + 2)) $((ETCD_PORT + 4)); do wait_http "http://127.0.0.1:$c/health" "$READY_TIMEOUT" '"true"'; done
 fi
 if [ "$RUN_MINIKV" = 1 ]; then
   log "minikv: starting a dev cluster (3 coordinators, 3 volumes) in $WORK/minikv"
-  minikv dev --dir "$WORK/minikv" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
+  # exec: the PID recorded below must be minikv dev itself (not a subshell running a function), or cleanup would
+  # stop the subshell and leave the cluster running.
+  exec_minikv dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
   PIDS+=($!)
-  for port in 5000 5002 5004 6000 6002 6004; do
-    wait_http "http://127.0.0.1:$port/health/ready" 120 || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
+  for port in $COORD_HTTP_PORTS $VOLUME_HTTP_PORTS; do
+    wait_http "http://127.0.0.1:$port/health/ready" "$READY_TIMEOUT" || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
   done
 fi
 log "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"

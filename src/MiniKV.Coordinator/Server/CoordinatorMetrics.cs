@@ -14,6 +14,7 @@ public sealed class CoordinatorMetrics
     private readonly ConcurrentDictionary<(string Route, int Status), long[]> _requests = new();
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long[]> _counters = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Histogram> _phases = new(StringComparer.Ordinal);
     private readonly List<(string Name, string Help, Func<IEnumerable<(string Labels, double Value)>> Read)> _gauges = [];
 
     private sealed class Histogram
@@ -26,7 +27,14 @@ public sealed class CoordinatorMetrics
     public void Request(string route, int status, TimeSpan elapsed)
     {
         Interlocked.Increment(ref _requests.GetOrAdd((route, status), static _ => new long[1])[0]);
-        var h = _latency.GetOrAdd(route, static _ => new Histogram());
+        Observe(_latency.GetOrAdd(route, static _ => new Histogram()), elapsed);
+    }
+
+    /// <summary>Time one write spent in one step of the write path (ready, lock, prepare, propose, commit), to see where a PUT's latency goes.</summary>
+    public void WritePhase(string phase, TimeSpan elapsed) => Observe(_phases.GetOrAdd(phase, static _ => new Histogram()), elapsed);
+
+    private static void Observe(Histogram h, TimeSpan elapsed)
+    {
         var seconds = elapsed.TotalSeconds;
         var i = 0;
         while (i < Bounds.Length && seconds > Bounds[i])
@@ -64,15 +72,16 @@ public sealed class CoordinatorMetrics
         text.AppendLine("# TYPE minikv_coord_request_seconds histogram");
         foreach (var (route, h) in _latency)
         {
-            long cumulative = 0;
-            for (var i = 0; i < h.Buckets.Length; i++)
+            RenderHistogram(text, "minikv_coord_request_seconds", $"route=\"{route}\"", h);
+        }
+        if (!_phases.IsEmpty)
+        {
+            text.AppendLine("# HELP minikv_coord_write_phase_seconds Time PUTs spent in each step of the write path on the leader.");
+            text.AppendLine("# TYPE minikv_coord_write_phase_seconds histogram");
+            foreach (var (phase, h) in _phases)
             {
-                cumulative += Interlocked.Read(ref h.Buckets[i]);
-                var le = i < Bounds.Length ? Bounds[i].ToString(CultureInfo.InvariantCulture) : "+Inf";
-                text.Append(CultureInfo.InvariantCulture, $"minikv_coord_request_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}\n");
+                RenderHistogram(text, "minikv_coord_write_phase_seconds", $"phase=\"{phase}\"", h);
             }
-            text.Append(CultureInfo.InvariantCulture, $"minikv_coord_request_seconds_sum{{route=\"{route}\"}} {Interlocked.Read(ref h.SumMicros) / 1e6}\n");
-            text.Append(CultureInfo.InvariantCulture, $"minikv_coord_request_seconds_count{{route=\"{route}\"}} {Interlocked.Read(ref h.Count)}\n");
         }
         var typed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, count) in _counters)
@@ -97,5 +106,18 @@ public sealed class CoordinatorMetrics
             }
         }
         return text.ToString();
+    }
+
+    private static void RenderHistogram(StringBuilder text, string name, string label, Histogram h)
+    {
+        long cumulative = 0;
+        for (var i = 0; i < h.Buckets.Length; i++)
+        {
+            cumulative += Interlocked.Read(ref h.Buckets[i]);
+            var le = i < Bounds.Length ? Bounds[i].ToString(CultureInfo.InvariantCulture) : "+Inf";
+            text.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{{label},le=\"{le}\"}} {cumulative}\n");
+        }
+        text.Append(CultureInfo.InvariantCulture, $"{name}_sum{{{label}}} {Interlocked.Read(ref h.SumMicros) / 1e6}\n");
+        text.Append(CultureInfo.InvariantCulture, $"{name}_count{{{label}}} {Interlocked.Read(ref h.Count)}\n");
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.IO.Pipelines;
 using MiniKV.Common;
 using MiniKV.Coordinator.Metadata;
@@ -31,6 +32,7 @@ public sealed partial class CoordinatorNode
         {
             return Fail(Problem.TooLarge($"the value is {request.ContentLength} bytes, over the limit of {Sizes.Format(Options.MaxValueSize)} (--max-value-size)"));
         }
+        var phase = Stopwatch.GetTimestamp();
         if (await EnsureLeaderReadyAsync(cancellationToken) is not { } term)
         {
             return Fail(Problem.NoLeader("this coordinator is not the leader, or cannot reach a quorum; retry shortly"));
@@ -39,7 +41,9 @@ public sealed partial class CoordinatorNode
         {
             return Fail(Problem.NotEnoughVolumes($"fewer than {Options.MinReplicas} volumes are registered and healthy; start volumes and retry"));
         }
+        phase = EndPhase("ready", phase);
         using var held = await _keyLocks.AcquireAsync(request.Key, cancellationToken);
+        phase = EndPhase("lock", phase);
         var current = StateMachine.GetKey(request.Key);
         if (!Conditions.TryPin(request.IfMatch, request.IfNoneMatch, current, out var condition, out var etag))
         {
@@ -58,6 +62,7 @@ public sealed partial class CoordinatorNode
             var version = NextVersion();
             var staged = await Volumes.PrepareAsync(
                 new StageRequest(tx, request.Key, version, plan.Targets, request.ContentLength, Options.MaxValueSize, Options.MinReplicas), body, cancellationToken);
+            phase = EndPhase("prepare", phase);
             if (staged.Status != StageStatus.Prepared)
             {
                 await AbortEverywhereAsync(tx, plan.Targets);
@@ -77,6 +82,7 @@ public sealed partial class CoordinatorNode
             var write = new KeyWrite(WriteKind.Put, tx, request.Key, version, staged.Size, staged.Checksum, request.ContentType, ids,
                 ids.Length < Options.Replicas, condition, etag);
             var (end, outcome) = await _batcher.ProposeAsync(term, write);
+            phase = EndPhase("propose", phase);
             switch (end)
             {
                 case ProposalEnd.NotLeader:
@@ -97,6 +103,7 @@ public sealed partial class CoordinatorNode
             committed = true;
             Metrics.Count("minikv_coord_transactions_total{outcome=\"committed\"}");
             var missed = await Volumes.CommitAsync(tx, staged.Prepared);
+            EndPhase("commit", phase);
             if (missed.Count > 0)
             {
                 Metrics.Count("minikv_coord_commit_missed_total", missed.Count);
@@ -179,6 +186,14 @@ public sealed partial class CoordinatorNode
         // A write commits only in an entry of the term it began in (the state machine checks), and every entry of
         // earlier terms is applied once this leader is ready: an unknown transaction can never commit any more.
         return IsReadyLeader ? Outcome.Aborted : Outcome.Pending;
+    }
+
+    /// <summary>Records the time since <paramref name="started"/> as one write-path step; answers now, the next step's start.</summary>
+    private long EndPhase(string name, long started)
+    {
+        var now = Stopwatch.GetTimestamp();
+        Metrics.WritePhase(name, Stopwatch.GetElapsedTime(started, now));
+        return now;
     }
 
     private WriteResult Fail(Problem problem)

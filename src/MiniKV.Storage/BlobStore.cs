@@ -368,5 +368,20 @@ public sealed class FileRangeLease : IDisposable
     public long Length { get; }
     public long Sequence { get; }
 
+    /// <summary>
+    /// Reads value bytes from <paramref name="position"/> (0 = the value's first byte) through the segment's open handle,
+    /// for servers that copy large values in big chunks themselves (Kestrel's SendFileAsync has no zero-copy path and
+    /// moves 16 KiB at a time). Fills <paramref name="buffer"/> up to the end of the value; returns how many bytes it read.
+    /// The bytes are not checked here: <see cref="BlobStore.GetFileRangeAsync"/> checked the record before the lease was given.
+    /// </summary>
+    public ValueTask<int> ReadAsync(long position, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var segment = Volatile.Read(ref _segment);
+        ObjectDisposedException.ThrowIf(segment == null, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        var count = (int)Math.Min(buffer.Length, Math.Max(0, Length - position));
+        return count == 0 ? ValueTask.FromResult(0) : segment.File.ReadAsync(Offset + position, buffer[..count], cancellationToken);
+    }
+
     public void Dispose() => Interlocked.Exchange(ref _segment, null)?.Release();
 }

@@ -29,7 +29,8 @@ public sealed class HttpTests(ITestOutputHelper output) : IAsyncLifetime
 
     [Theory]
     [InlineData(1000)] // from memory (read cache)
-    [InlineData(3 << 20)] // SendFileAsync from the blob file
+    [InlineData(3 << 20)] // copied from the blob file in 1 MiB reads
+    [InlineData((3 << 20) + 12_345)] // the same, ending in a partial chunk
     [InlineData(0)]
     public async Task Get_and_head_serve_the_value_with_etag_and_version(int size)
     {
@@ -54,7 +55,7 @@ public sealed class HttpTests(ITestOutputHelper output) : IAsyncLifetime
 
     [Theory]
     [InlineData(10_000)]
-    [InlineData(2 << 20)]
+    [InlineData((2 << 20) + 7)]
     public async Task Range_requests_get_206_and_bad_ranges_416(int size)
     {
         var value = TestRandom.Bytes(_random, size);
@@ -74,6 +75,16 @@ public sealed class HttpTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal(HttpStatusCode.PartialContent, r.StatusCode);
             Assert.Equal(value.AsSpan(10, 10).ToArray(), await r.Content.ReadAsByteArrayAsync());
             Assert.Equal($"bytes 10-19/{size}", r.Content.Headers.ContentRange?.ToString());
+        }
+        if (size > 1 << 20)
+        {
+            // across the file copy's 1 MiB chunk boundary, starting off it
+            const int start = (1 << 20) - 10;
+            using var r = await GetRange($"bytes={start}-{start + 29}");
+            Assert.Equal(HttpStatusCode.PartialContent, r.StatusCode);
+            Assert.Equal(value.AsSpan(start, 30).ToArray(), await r.Content.ReadAsByteArrayAsync());
+            using var tail = await GetRange("bytes=3-");
+            Assert.Equal(value.AsSpan(3).ToArray(), await tail.Content.ReadAsByteArrayAsync());
         }
         using (var r = await GetRange("bytes=-5"))
         {

@@ -225,4 +225,40 @@ public sealed class ReadAndAdminCallTests(ITestOutputHelper output) : IAsyncLife
         Assert.Equal(value, (await _v.ReadAsync("rot")).Data);
         Assert.Empty((await _v.Client.StatsAsync(new StatsRequest())).CorruptKeys);
     }
+
+    [Fact]
+    public async Task A_corrupted_large_value_is_cut_short_over_http_never_delivered_whole()
+    {
+        const int size = (3 << 20) + 100; // more than one 1 MiB chunk of the HTTP copy
+        var value = TestRandom.Bytes(_random, size);
+        await _v.PutAsync("big-rot", value);
+        var blob = _v.BlobFiles().Single(f => File.ReadAllBytes(f).AsSpan().IndexOf(value.AsSpan(1000, 64)) >= 0);
+        using (var file = new FileStream(blob, FileMode.Open, FileAccess.ReadWrite))
+        {
+            file.Position = file.Length / 2;
+            var b = file.ReadByte();
+            file.Position = file.Length / 2;
+            file.WriteByte((byte)(b ^ 0x40));
+        }
+
+        // The whole value streams with its CRC checked as it goes: the damage shows at the end, where the last chunk
+        // is held back and the response is cut short, so the client never gets all the bytes it was promised.
+        var whole = await Record.ExceptionAsync(async () =>
+        {
+            using var response = await _v.Http.GetAsync("/blob/big-rot");
+            var body = await response.Content.ReadAsByteArrayAsync();
+            Assert.Fail($"the damaged value arrived whole: {response.StatusCode}, {body.Length} bytes");
+        });
+        Assert.True(whole is HttpRequestException or IOException, $"expected a broken response, got {whole}");
+        // A range is checked in full before anything is sent.
+        using (var request = new HttpRequestMessage(HttpMethod.Get, "/blob/big-rot"))
+        {
+            request.Headers.TryAddWithoutValidation("Range", "bytes=10-19");
+            using var response = await _v.Http.SendAsync(request);
+            Assert.Equal(System.Net.HttpStatusCode.InternalServerError, response.StatusCode);
+            Assert.Contains("corrupt_record", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+        var stats = await _v.Client.StatsAsync(new StatsRequest());
+        Assert.Equal("big-rot", Assert.Single(stats.CorruptKeys).Key.ToStringUtf8());
+    }
 }

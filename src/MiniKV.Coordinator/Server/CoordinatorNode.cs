@@ -16,6 +16,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
 {
     private readonly ILogger _logger;
     private readonly ProposalBatcher _batcher;
+    private readonly ReadBarrierBatcher _readBarriers;
     private readonly KeyLocks _keyLocks = new();
     private readonly SemaphoreSlim _mapLock = new(1, 1);
     private readonly ConcurrentDictionary<Guid, long> _inFlight = new();
@@ -35,6 +36,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         _logger = logger;
         Tracker = new VolumeTracker(options.VolumeDownAfter);
         _batcher = new ProposalBatcher(consensus, options.ProposalTimeout);
+        _readBarriers = new ReadBarrierBatcher(consensus);
         Consensus.LeaderChanged += OnLeaderChanged;
         Jobs = new JobRegistry(consensus);
     }
@@ -57,6 +59,15 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
 
     /// <summary>Raft proposals carrying writes, and the writes they carried.</summary>
     public (long Proposals, long Writes) BatchCounters => _batcher.Counters;
+
+    /// <summary>ReadIndex rounds started for linearizable reads, and the reads they answered.</summary>
+    public (long Rounds, long Reads) ReadBarrierCounters => _readBarriers.Counters;
+
+    /// <summary>
+    /// The linearizable read barrier: true once this node's state includes everything committed when the call was
+    /// made, confirmed by a quorum. Concurrent callers share ReadIndex rounds (<see cref="ReadBarrierBatcher"/>).
+    /// </summary>
+    public Task<bool> ReadBarrierAsync(CancellationToken cancellationToken) => _readBarriers.WaitAsync(cancellationToken);
 
     /// <summary>True when this node leads and has applied every entry of earlier terms (so it may answer for them).</summary>
     public bool IsReadyLeader => Consensus.Leader is { IsLeader: true } leader && Volatile.Read(ref _readyTerm) == leader.Term;
@@ -95,7 +106,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         {
             return leader.Term;
         }
-        if (!await Consensus.ReadBarrierAsync(cancellationToken) || Consensus.Leader.Term != leader.Term || !Consensus.Leader.IsLeader)
+        if (!await ReadBarrierAsync(cancellationToken) || Consensus.Leader.Term != leader.Term || !Consensus.Leader.IsLeader)
         {
             return null;
         }

@@ -168,7 +168,7 @@ internal static class KvEndpoints
         {
             return false;
         }
-        if (!await node.Consensus.ReadBarrierAsync(context.RequestAborted))
+        if (!await node.ReadBarrierAsync(context.RequestAborted))
         {
             await Problem.NoLeader("this coordinator cannot confirm it still leads (no quorum); retry shortly").WriteAsync(context);
             return false;

@@ -19,6 +19,9 @@ internal static class Program
                     linearizable reads (ReadIndex; etcd: linearizable range)
           failover  --targets NAME=URL,... [--target raft|etcd] --pid-dir DIR --restart-cmd CMD [--kills 20] [--writers 64] [--payload 100]
                     SIGKILLs the leader (PID from DIR/NAME.pid) under load, restarts it with "CMD NAME"
+          inproc    [--proposers 1,16,64,256] [--seconds 5] [--payload 100] [--read-seconds 0]
+                    three Raft members in this process (real gRPC transport, fsync on), proposers call the
+                    leader's RaftHost directly: consensus without the client protocol
         """;
 
     public static async Task<int> Main(string[] args)
@@ -37,6 +40,7 @@ internal static class Program
                 "load" => await LoadModes.LoadAsync(flags),
                 "read" => await LoadModes.ReadAsync(flags),
                 "failover" => await LoadModes.FailoverAsync(flags),
+                "inproc" => await InProcMode.RunAsync(flags),
                 _ => throw new ArgumentException($"unknown mode '{args[0]}'"),
             };
         }

@@ -17,7 +17,9 @@ internal sealed class ClientConnection : IDisposable
 {
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
-    private readonly Channel<Request> _requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
+    // Synchronous continuations: the writer loop resumes on the caller's thread and the reader loop runs the caller's
+    // continuation itself, so a request and its answer cost no thread wake-ups in this process.
+    private readonly Channel<Request> _requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly ConcurrentDictionary<ulong, TaskCompletionSource<Reply?>> _pending = new();
     private long _nextTag;
     private volatile bool _broken;
@@ -57,7 +59,7 @@ internal sealed class ClientConnection : IDisposable
             return null;
         }
         var tag = (ulong)Interlocked.Increment(ref _nextTag);
-        var answer = new TaskCompletionSource<Reply?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var answer = new TaskCompletionSource<Reply?>();
         _pending[tag] = answer;
         if (!_requests.Writer.TryWrite(new Request(op, tag, requestId, payload)) || _broken)
         {

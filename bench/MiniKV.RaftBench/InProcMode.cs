@@ -178,6 +178,7 @@ internal static class InProcMode
             Directory.CreateDirectory(Path.Combine(dir, "raft"));
             var transport = new GrpcRaftTransport(id);
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "raft-inproc-" + id });
+            builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = NodeMode.InlineIo);
             builder.Logging.ClearProviders();
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
             ListenOptions? listen = null;

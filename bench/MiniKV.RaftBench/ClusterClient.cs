@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
-using System.Net.Http.Headers;
+using System.Net;
 using System.Text;
+using Grpc.Core;
+using Grpc.Net.Client;
 
 namespace MiniKV.RaftBench;
 
@@ -52,6 +54,7 @@ internal abstract class ClusterClient : IDisposable
 internal sealed class RaftClusterClient : ClusterClient
 {
     private readonly ConcurrentDictionary<string, string> _urls = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ConnectionPool> _pools = new(StringComparer.Ordinal);
     private volatile string? _leader;
 
     /// <param name="members">node id → base URL (http://host:port).</param>
@@ -64,7 +67,7 @@ internal sealed class RaftClusterClient : ClusterClient
     }
 
     /// <summary>Learns each URL's node id from /status (for <c>load --targets URL,...</c>).</summary>
-    public static async Task<RaftClusterClient> DiscoverAsync(IReadOnlyList<string> urls, TimeSpan timeout)
+    public static async Task<RaftClusterClient> DiscoverAsync(IReadOnlyList<string> urls, TimeSpan timeout, int connections)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var members = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -88,7 +91,7 @@ internal sealed class RaftClusterClient : ClusterClient
                 }
             }
         }
-        return new RaftClusterClient(members);
+        return new RaftClusterClient(members) { ConnectionsPerMember = connections };
     }
 
     /// <summary>Points a member at a new URL (a restarted node on a new port).</summary>
@@ -96,26 +99,27 @@ internal sealed class RaftClusterClient : ClusterClient
 
     public IReadOnlyDictionary<string, string> Members => _urls;
 
+    /// <summary>Connections opened to each member's binary port; proposers share them round robin.</summary>
+    public int ConnectionsPerMember { get; init; } = 4;
+
     public override async Task<bool> ProposeAsync(Guid requestId, byte[] payload, CancellationToken cancellationToken)
     {
-        var path = "/propose?id=" + requestId.ToString("D");
         for (var attempt = 0; !cancellationToken.IsCancellationRequested; attempt++)
         {
             var target = PickTarget(attempt);
-            var answer = await PostAsync(target, path, payload, cancellationToken);
+            var answer = await CallAsync(target, ClientOp.Propose, requestId, payload, cancellationToken);
             if (answer is null)
             {
                 ForgetLeader(target);
             }
-            else if (answer.StartsWith("applied ", StringComparison.Ordinal))
+            else if (answer.Status == ClientStatus.Applied)
             {
                 _leader = target;
                 return true;
             }
-            else if (answer.StartsWith("notleader ", StringComparison.Ordinal))
+            else if (answer.Status == ClientStatus.NotLeader)
             {
-                var hint = answer["notleader ".Length..].Trim();
-                _leader = _urls.GetValueOrDefault(hint) is { } url && url != target ? url : null;
+                _leader = answer.Hint is { } hint && _urls.GetValueOrDefault(hint) is { } url && url != target ? url : null;
                 if (_leader != null)
                 {
                     continue;
@@ -131,14 +135,13 @@ internal sealed class RaftClusterClient : ClusterClient
         for (var attempt = 0; !cancellationToken.IsCancellationRequested; attempt++)
         {
             var target = PickTarget(attempt);
-            var answer = await GetAsync(target + "/read", cancellationToken);
-            if (answer is not null && answer.StartsWith("ok ", StringComparison.Ordinal))
+            var answer = await CallAsync(target, ClientOp.Read, Guid.Empty, [], cancellationToken);
+            if (answer is { Status: ClientStatus.ReadOk })
             {
                 _leader = target;
                 return true;
             }
-            if (answer is not null && answer.StartsWith("notleader ", StringComparison.Ordinal)
-                && _urls.GetValueOrDefault(answer["notleader ".Length..].Trim()) is { } url && url != target)
+            if (answer is { Status: ClientStatus.NotLeader, Hint: { } hint } && _urls.GetValueOrDefault(hint) is { } url && url != target)
             {
                 _leader = url;
                 continue;
@@ -147,6 +150,51 @@ internal sealed class RaftClusterClient : ClusterClient
             await BackoffAsync(attempt + 1, cancellationToken);
         }
         return false;
+    }
+
+    /// <summary>One request on the binary port of the member at <paramref name="baseUrl"/>; null when it cannot be reached.</summary>
+    private async Task<Reply?> CallAsync(string baseUrl, ClientOp op, Guid requestId, byte[] payload, CancellationToken cancellationToken)
+    {
+        var pool = _pools.GetOrAdd(baseUrl, u => new ConnectionPool(u, ConnectionsPerMember));
+        var connection = await pool.GetAsync(this, cancellationToken);
+        return connection is null ? null : await connection.CallAsync(op, requestId, payload, RequestTimeout, cancellationToken);
+    }
+
+    /// <summary>The connections to one member's binary port (its address learnt from /status), reopened when broken.</summary>
+    private sealed class ConnectionPool(string baseUrl, int size)
+    {
+        private readonly Task<ClientConnection?>?[] _slots = new Task<ClientConnection?>?[size];
+        private readonly Lock _lock = new();
+        private int _next;
+
+        public async Task<ClientConnection?> GetAsync(RaftClusterClient owner, CancellationToken cancellationToken)
+        {
+            var slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_slots.Length);
+            Task<ClientConnection?> task;
+            lock (_lock)
+            {
+                var current = _slots[slot];
+                if (current is null || (current.IsCompleted && (current.Result is null || current.Result.IsBroken)))
+                {
+                    current?.Result?.Dispose();
+                    current = _slots[slot] = OpenAsync(owner, cancellationToken);
+                }
+                task = current;
+            }
+            return await task;
+        }
+
+        private async Task<ClientConnection?> OpenAsync(RaftClusterClient owner, CancellationToken cancellationToken)
+        {
+            await Task.Yield();
+            // Asked every time: a restarted member may listen on another port.
+            if (await owner.GetAsync(baseUrl + "/status", cancellationToken) is not { } text
+                || NodeStatus.Parse(text).Client is not { Length: > 0 } address)
+            {
+                return null;
+            }
+            return await ClientConnection.ConnectAsync(IPEndPoint.Parse(address), cancellationToken);
+        }
     }
 
     public override async Task<string?> LeaderNameAsync(CancellationToken cancellationToken)
@@ -197,21 +245,6 @@ internal sealed class RaftClusterClient : ClusterClient
 
     private void ForgetLeader(string target) => Interlocked.CompareExchange(ref _leader, null, target);
 
-    private async Task<string?> PostAsync(string baseUrl, string path, byte[] payload, CancellationToken cancellationToken)
-    {
-        try
-        {
-            using var content = new ByteArrayContent(payload);
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-            using var response = await Http.PostAsync(baseUrl + path, content, cancellationToken);
-            return response.IsSuccessStatusCode ? await response.Content.ReadAsStringAsync(cancellationToken) : null;
-        }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
-        {
-            return null;
-        }
-    }
-
     private async Task<string?> GetAsync(string url, CancellationToken cancellationToken)
     {
         try
@@ -227,14 +260,15 @@ internal sealed class RaftClusterClient : ClusterClient
 }
 
 /// <summary>A parsed <c>GET /status</c> line.</summary>
-internal sealed record NodeStatus(string Id, string Leader, long Term, bool IsLeader, long Commit, long Applied, long Count)
+internal sealed record NodeStatus(string Id, string Leader, long Term, bool IsLeader, long Commit, long Applied, long Count, string? Client)
 {
     public static NodeStatus Parse(string text)
     {
         var fields = text.Trim().Split(' ').Select(f => f.Split('=', 2)).ToDictionary(p => p[0], p => p[1], StringComparer.Ordinal);
         return new NodeStatus(fields["id"], fields["leader"], long.Parse(fields["term"], System.Globalization.CultureInfo.InvariantCulture),
             fields["isleader"] == "true", long.Parse(fields["commit"], System.Globalization.CultureInfo.InvariantCulture),
-            long.Parse(fields["applied"], System.Globalization.CultureInfo.InvariantCulture), long.Parse(fields["count"], System.Globalization.CultureInfo.InvariantCulture));
+            long.Parse(fields["applied"], System.Globalization.CultureInfo.InvariantCulture), long.Parse(fields["count"], System.Globalization.CultureInfo.InvariantCulture),
+            fields.GetValueOrDefault("client"));
     }
 }
 
@@ -249,12 +283,73 @@ internal sealed class EtcdClusterClient(IReadOnlyList<KeyValuePair<string, strin
 
     public override async Task<bool> ProposeAsync(Guid requestId, byte[] payload, CancellationToken cancellationToken)
     {
-        var body = "{\"key\":\"" + Convert.ToBase64String(Encoding.ASCII.GetBytes("k/" + requestId.ToString("N"))) + "\",\"value\":\"" + Convert.ToBase64String(payload) + "\"}";
-        return await CallAsync("/v3/kv/put", body, cancellationToken);
+        var key = Encoding.ASCII.GetBytes("k/" + requestId.ToString("N"));
+        if (UseJsonGateway)
+        {
+            var body = "{\"key\":\"" + Convert.ToBase64String(key) + "\",\"value\":\"" + Convert.ToBase64String(payload) + "\"}";
+            return await CallAsync("/v3/kv/put", body, cancellationToken);
+        }
+        // etcdserverpb.PutRequest: key = 1, value = 2 (both bytes).
+        return await CallGrpcAsync(EtcdPut, [.. Field(1, key), .. Field(2, payload)], cancellationToken);
     }
 
     public override Task<bool> ReadAsync(CancellationToken cancellationToken) =>
-        CallAsync("/v3/kv/range", "{\"key\":\"" + Convert.ToBase64String("k/read"u8) + "\"}", cancellationToken);
+        UseJsonGateway
+            ? CallAsync("/v3/kv/range", "{\"key\":\"" + Convert.ToBase64String("k/read"u8) + "\"}", cancellationToken)
+            // etcdserverpb.RangeRequest: key = 1; serializable (7) left false, so the read is linearizable.
+            : CallGrpcAsync(EtcdRange, Field(1, "k/read"u8.ToArray()), cancellationToken);
+
+    /// <summary>Puts and reads through etcd's HTTP/JSON gateway instead of its gRPC API (the gateway costs etcd a
+    /// JSON translation and an internal gRPC call per request; the harness used it before 2026-11-26).</summary>
+    public bool UseJsonGateway { get; init; }
+
+    private static readonly Marshaller<byte[]> Raw = Marshallers.Create(b => b, b => b);
+    private static readonly Method<byte[], byte[]> EtcdPut = new(MethodType.Unary, "etcdserverpb.KV", "Put", Raw, Raw);
+    private static readonly Method<byte[], byte[]> EtcdRange = new(MethodType.Unary, "etcdserverpb.KV", "Range", Raw, Raw);
+    private readonly ConcurrentDictionary<string, CallInvoker> _invokers = new(StringComparer.Ordinal);
+
+    // One length-delimited protobuf field (wire type 2); etcd's requests need nothing else, so no generated code.
+    private static byte[] Field(int number, byte[] value)
+    {
+        var bytes = new List<byte>(value.Length + 6) { (byte)((number << 3) | 2) };
+        for (var v = (uint)value.Length; ; v >>= 7)
+        {
+            if (v < 0x80)
+            {
+                bytes.Add((byte)v);
+                break;
+            }
+            bytes.Add((byte)(v | 0x80));
+        }
+        bytes.AddRange(value);
+        return [.. bytes];
+    }
+
+    /// <summary>One gRPC call on etcd's client port (one HTTP/2 connection per member, as clientv3 keeps), retried across members.</summary>
+    private async Task<bool> CallGrpcAsync(Method<byte[], byte[]> method, byte[] request, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; !cancellationToken.IsCancellationRequested; attempt++)
+        {
+            var index = Volatile.Read(ref _preferred);
+            var url = members[index % members.Count].Value.TrimEnd('/');
+            var invoker = _invokers.GetOrAdd(url, u => GrpcChannel.ForAddress(u, new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(1), PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan },
+            }).CreateCallInvoker());
+            try
+            {
+                using var call = invoker.AsyncUnaryCall(method, null, new CallOptions(deadline: DateTime.UtcNow + RequestTimeout, cancellationToken: cancellationToken), request);
+                await call.ResponseAsync;
+                return true;
+            }
+            catch (RpcException)
+            {
+            }
+            Interlocked.CompareExchange(ref _preferred, index + 1, index);
+            await BackoffAsync(attempt + 1, cancellationToken);
+        }
+        return false;
+    }
 
     public override async Task<string?> LeaderNameAsync(CancellationToken cancellationToken)
     {

@@ -6,8 +6,10 @@ namespace MiniKV.RaftBench;
 /// <summary>The client modes: <c>load</c> (closed-loop proposers), <c>read</c> (ReadIndex reads), <c>failover</c> (leader kills under load).</summary>
 internal static class LoadModes
 {
-    public static ClusterClient Connect(string target, string targets)
+    public static ClusterClient Connect(string target, string targets, BenchArgs flags)
     {
+        var connections = flags.Int("connections", 4);
+        var etcdApi = flags.String("etcd-api", "grpc");
         var list = targets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select((t, i) => t.Contains('=', StringComparison.Ordinal)
                 ? new KeyValuePair<string, string>(t[..t.IndexOf('=', StringComparison.Ordinal)], t[(t.IndexOf('=', StringComparison.Ordinal) + 1)..])
@@ -15,9 +17,12 @@ internal static class LoadModes
             .ToList();
         return target switch
         {
-            "raft" when list.All(m => m.Key.Length > 0) => new RaftClusterClient(list),
-            "raft" => RaftClusterClient.DiscoverAsync([.. list.Select(m => m.Value)], TimeSpan.FromSeconds(60)).GetAwaiter().GetResult(),
-            "etcd" => new EtcdClusterClient([.. list.Select((m, i) => m.Key.Length > 0 ? m : new KeyValuePair<string, string>($"m{i + 1}", m.Value))]),
+            "raft" when list.All(m => m.Key.Length > 0) => new RaftClusterClient(list) { ConnectionsPerMember = connections },
+            "raft" => RaftClusterClient.DiscoverAsync([.. list.Select(m => m.Value)], TimeSpan.FromSeconds(60), connections).GetAwaiter().GetResult(),
+            "etcd" => new EtcdClusterClient([.. list.Select((m, i) => m.Key.Length > 0 ? m : new KeyValuePair<string, string>($"m{i + 1}", m.Value))])
+            {
+                UseJsonGateway = etcdApi == "json" ? true : etcdApi == "grpc" ? false : throw new ArgumentException("--etcd-api must be grpc or json"),
+            },
             _ => throw new ArgumentException($"--target must be raft or etcd, not '{target}'"),
         };
     }
@@ -25,7 +30,7 @@ internal static class LoadModes
     public static async Task<int> LoadAsync(BenchArgs flags)
     {
         var target = flags.String("target", "raft");
-        using var client = Connect(target, flags.String("targets"));
+        using var client = Connect(target, flags.String("targets"), flags);
         var proposers = flags.Int("proposers", 16);
         var seconds = flags.Double("seconds", 10);
         var warmup = flags.Double("warmup", 1);
@@ -45,7 +50,7 @@ internal static class LoadModes
     public static async Task<int> ReadAsync(BenchArgs flags)
     {
         var target = flags.String("target", "raft");
-        using var client = Connect(target, flags.String("targets"));
+        using var client = Connect(target, flags.String("targets"), flags);
         var readers = flags.Int("readers", 1);
         var seconds = flags.Double("seconds", 5);
         flags.ThrowIfUnused();
@@ -65,7 +70,7 @@ internal static class LoadModes
     public static async Task<int> FailoverAsync(BenchArgs flags)
     {
         var target = flags.String("target", "raft");
-        using var client = Connect(target, flags.String("targets"));
+        using var client = Connect(target, flags.String("targets"), flags);
         var pidDir = flags.String("pid-dir");
         var restart = flags.String("restart-cmd");
         var kills = flags.Int("kills", 20);

@@ -4,23 +4,33 @@
 # Both clusters: 3 members, fsync on, election timeouts 150-300 ms (RaftBench: --election-timeout-ms 150-300,
 # heartbeat 50 ms; etcd: --heartbeat-interval 30 --election-timeout 150 -- etcd demands election >= 5x heartbeat --
 # and randomizes the election timeout over [150, 300) ms itself).
+# Clients: RaftBench proposers share 4 connections per member to the node's binary client port; etcd is driven
+# through its gRPC API (one HTTP/2 connection per member, as clientv3 does). --etcd-api json restores the HTTP/JSON
+# gateway used before 2026-11-26.
+# RAFT_BENCH_DIR (default /tmp/minikv-raft-bench) and RAFT_BENCH_PORT_OFFSET (default 0, added to every port) let two
+# runs share a machine.
 # Internal: "raft-bench.sh restart NAME" restarts one member on its data (used by the failover client).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 RUN="${RAFT_BENCH_DIR:-/tmp/minikv-raft-bench}"
+export RAFT_BENCH_DIR="$RUN"
+O="${RAFT_BENCH_PORT_OFFSET:-0}"
+export RAFT_BENCH_PORT_OFFSET="$O"
 DLL="$ROOT/bench/MiniKV.RaftBench/bin/Release/net10.0/MiniKV.RaftBench.dll"
-PEERS=127.0.0.1:24101,127.0.0.1:24102,127.0.0.1:24103
-ETCD_CLUSTER=m1=http://127.0.0.1:23801,m2=http://127.0.0.1:23802,m3=http://127.0.0.1:23803
+port() { echo $(( $1 + O )); }
+PEERS=127.0.0.1:$(port 24101),127.0.0.1:$(port 24102),127.0.0.1:$(port 24103)
+ETCD_CLUSTER=m1=http://127.0.0.1:$(port 23801),m2=http://127.0.0.1:$(port 23802),m3=http://127.0.0.1:$(port 23803)
 
 start_member() { # NAME (n1..n3 or m1..m3): starts it in the background on its data, writes RUN/pids/NAME.pid
   local name=$1 i=${1:1}
   if [[ $name == n* ]]; then
-    setsid dotnet "$DLL" node --id "$name" --grpc "127.0.0.1:2410$i" --http "127.0.0.1:2420$i" --data "$RUN/data/$name" \
+    setsid dotnet "$DLL" node --id "$name" --grpc "127.0.0.1:$(port 2410$i)" --http "127.0.0.1:$(port 2420$i)" \
+      --client "127.0.0.1:$(port 2430$i)" --data "$RUN/data/$name" \
       --peers "$PEERS" --election-timeout-ms 150-300 --heartbeat-ms 50 >>"$RUN/logs/$name.log" 2>&1 &
   else
-    setsid etcd --name "$name" --data-dir "$RUN/data/$name" --listen-client-urls "http://127.0.0.1:2379$i" \
-      --advertise-client-urls "http://127.0.0.1:2379$i" --listen-peer-urls "http://127.0.0.1:2380$i" \
-      --initial-advertise-peer-urls "http://127.0.0.1:2380$i" --initial-cluster "$ETCD_CLUSTER" \
+    setsid etcd --name "$name" --data-dir "$RUN/data/$name" --listen-client-urls "http://127.0.0.1:$(port 2379$i)" \
+      --advertise-client-urls "http://127.0.0.1:$(port 2379$i)" --listen-peer-urls "http://127.0.0.1:$(port 2380$i)" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$(port 2380$i)" --initial-cluster "$ETCD_CLUSTER" \
       --initial-cluster-state new --heartbeat-interval 30 --election-timeout 150 >>"$RUN/logs/$name.log" 2>&1 &
   fi
   echo $! >"$RUN/pids/$name.pid"
@@ -31,11 +41,12 @@ if [[ ${1:-} == restart ]]; then
   exit 0
 fi
 
-SECONDS_PER_RUN=10 KILLS=20
+SECONDS_PER_RUN=10 KILLS=20 ETCD_API=grpc
 while [[ $# -gt 0 ]]; do
   case $1 in
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
     --kills) KILLS=$2; shift 2 ;;
+    --etcd-api) ETCD_API=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -58,26 +69,26 @@ trap 'exit 143' INT TERM
 rm -rf "$RUN" && mkdir -p "$RUN/data" "$RUN/logs" "$RUN/pids"
 for m in n1 n2 n3 m1 m2 m3; do start_member $m; done
 
-RAFT=http://127.0.0.1:24201,http://127.0.0.1:24202,http://127.0.0.1:24203
-ETCD=http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793
+RAFT=http://127.0.0.1:$(port 24201),http://127.0.0.1:$(port 24202),http://127.0.0.1:$(port 24203)
+ETCD=http://127.0.0.1:$(port 23791),http://127.0.0.1:$(port 23792),http://127.0.0.1:$(port 23793)
 # A failed run (exit 1, e.g. a kill that never recovered) is reported in its RESULT line and must not end the script.
 client() { timeout 300 dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT' || true; }
 for i in $(seq 1 120); do
-  curl -sf http://127.0.0.1:24201/status | grep -q 'leader=n' && curl -sf http://127.0.0.1:23791/health | grep -q true && break
+  curl -sf "http://127.0.0.1:$(port 24201)/status" | grep -q 'leader=n' && curl -sf "http://127.0.0.1:$(port 23791)/health" | grep -q true && break
   sleep 1
 done
 
 echo "uptime: $(uptime)" | tee "$RUN/results.txt"
 for n in 1 16 64 256; do
   client load --target raft --targets $RAFT --proposers $n --seconds "$SECONDS_PER_RUN"
-  client load --target etcd --targets $ETCD --proposers $n --seconds "$SECONDS_PER_RUN"
+  client load --target etcd --targets $ETCD --proposers $n --seconds "$SECONDS_PER_RUN" --etcd-api "$ETCD_API"
 done
 client read --target raft --targets $RAFT --seconds 5
-client read --target etcd --targets $ETCD --seconds 5
-client failover --target raft --targets n1=http://127.0.0.1:24201,n2=http://127.0.0.1:24202,n3=http://127.0.0.1:24203 \
+client read --target etcd --targets $ETCD --seconds 5 --etcd-api "$ETCD_API"
+client failover --target raft --targets "n1=http://127.0.0.1:$(port 24201),n2=http://127.0.0.1:$(port 24202),n3=http://127.0.0.1:$(port 24203)" \
   --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64
-client failover --target etcd --targets m1=http://127.0.0.1:23791,m2=http://127.0.0.1:23792,m3=http://127.0.0.1:23793 \
-  --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64
+client failover --target etcd --targets "m1=http://127.0.0.1:$(port 23791),m2=http://127.0.0.1:$(port 23792),m3=http://127.0.0.1:$(port 23793)" \
+  --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64 --etcd-api "$ETCD_API"
 echo "uptime: $(uptime)" | tee -a "$RUN/results.txt"
 
 # Side by side: RaftBench vs etcd with ratios.

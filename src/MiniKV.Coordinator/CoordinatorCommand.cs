@@ -21,6 +21,7 @@ public static class CoordinatorCommand
             new OptionSpec("advertise-grpc", "gRPC address host:port given to volumes and other coordinators; default: the bound address (the host name when bound to 0.0.0.0)", ""),
             new OptionSpec("max-value-size", "Largest value accepted (413 above it)", "4GiB"),
             new OptionSpec("election-timeout-ms", "Raft election timeout in milliseconds: MIN-MAX (randomized in the range) or one number N (N to 2N)", "150-300"),
+            new OptionSpec("rebalance-rate", "Bytes per second rebalance and drain copy (KiB/MiB/GiB suffixes; 0: unlimited); POST /admin/rebalance?rate= overrides it per run", "64MiB"),
             new OptionSpec("log-level", "trace, debug, information, warning, error", "information"),
         ]);
 
@@ -93,6 +94,11 @@ public static class CoordinatorCommand
         {
             throw new OptionException("--max-value-size must be at least 1 byte");
         }
+        var rebalanceRate = parsed.GetSize("rebalance-rate");
+        if (rebalanceRate < 0)
+        {
+            throw new OptionException("--rebalance-rate must be 0 (unlimited) or more bytes per second");
+        }
         var (electionMin, electionMax) = ParseElectionTimeout(parsed.Require("election-timeout-ms"));
         var logLevel = Enum.TryParse<LogLevel>(parsed.Require("log-level"), ignoreCase: true, out var level)
             ? level
@@ -124,6 +130,7 @@ public static class CoordinatorCommand
             MaxValueSize = maxValueSize,
             ElectionTimeoutMinMs = electionMin,
             ElectionTimeoutMaxMs = electionMax,
+            RebalanceRate = rebalanceRate,
             LogLevel = logLevel,
         };
     }

@@ -47,5 +47,8 @@ public sealed record CoordinatorServerOptions
     /// <summary>The heartbeat period told to volumes.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Bytes per second a rebalance or drain copies when its request names no rate; 0 is unlimited.</summary>
+    public long RebalanceRate { get; init; } = 64L << 20;
+
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 }

@@ -14,7 +14,7 @@ namespace MiniKV.Coordinator.Tests.Operations.Rebalance;
 /// Rebalance, drain and remove end to end through the admin HTTP API of one in-process coordinator over
 /// <see cref="FakeConsensus"/>, <see cref="FakeVolumes"/> and <see cref="FakeReplicaCopier"/>.
 /// </summary>
-public sealed class RebalancerTests : IAsyncLifetime
+public sealed class RebalancerTests : IAsyncLifetime, IDisposable
 {
     private readonly TempDirectory _dir = new("rebalance");
     private readonly FakeVolumes _volumes = new();
@@ -51,9 +51,14 @@ public sealed class RebalancerTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        _http.Dispose();
         _channel.Dispose();
         await _server.DisposeAsync();
+    }
+
+    // xUnit calls this after DisposeAsync: what is left once the server stopped.
+    public void Dispose()
+    {
+        _http.Dispose();
         _dir.Dispose();
     }
 

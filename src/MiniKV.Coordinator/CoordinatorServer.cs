@@ -140,6 +140,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             consensus.MapEndpoints(app);
             KvEndpoints.Map(app, node, forwarder);
             StatusEndpoints.Map(app, node);
+            Operations.Jobs.JobEndpoints.Map(app, node, forwarder);
             Operations.Rebalance.RebalanceEndpoints.Map(app, node, app.Services.GetRequiredService<Operations.Rebalance.Rebalancer>(), forwarder);
             app.MapFallback(context => new Problem(context.Request.Path.StartsWithSegments("/kv") ? 405 : 404,
                 context.Request.Path.StartsWithSegments("/kv") ? "method_not_allowed" : "not_found",

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using MiniKV.Consensus;
 using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Metadata.Commands;
+using MiniKV.Coordinator.Operations.Jobs;
 using MiniKV.Coordinator.Placement;
 
 namespace MiniKV.Coordinator.Server;
@@ -35,6 +36,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         Tracker = new VolumeTracker(options.VolumeDownAfter);
         _batcher = new ProposalBatcher(consensus, options.ProposalTimeout);
         Consensus.LeaderChanged += OnLeaderChanged;
+        Jobs = new JobRegistry(consensus);
     }
 
     public CoordinatorServerOptions Options { get; }
@@ -43,6 +45,9 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     public IVolumeOperations Volumes { get; }
     public VolumeTracker Tracker { get; }
     public CoordinatorMetrics Metrics { get; } = new();
+
+    /// <summary>The admin jobs this node runs while it leads (Operations/Jobs).</summary>
+    public JobRegistry Jobs { get; }
 
     /// <summary>This node's public HTTP base URL (http://host:port), set once the server listens.</summary>
     public string AdvertisedHttp { get; set; } = "";
@@ -271,6 +276,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         }
         Consensus.LeaderChanged -= OnLeaderChanged;
         await _stop.CancelAsync();
+        Jobs.Dispose();
         try
         {
             await _leaderLoop;

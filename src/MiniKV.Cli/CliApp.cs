@@ -59,6 +59,7 @@ internal static class CliApp
         {
             root.Subcommands.Add(command);
         }
+        root.Subcommands.Add(VolumeCommands.Create(global, console));
         root.Subcommands.Add(DevCommand.Create(console));
         root.Subcommands.Add(BenchCommand.Create(global, console));
         return root;

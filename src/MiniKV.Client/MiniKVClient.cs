@@ -338,6 +338,29 @@ public sealed partial class MiniKVClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// <c>DELETE /admin/volumes/{id}</c>: drops a drained volume from the registry. A volume that still holds keys is
+    /// a 409 <c>volume_not_empty</c> error value.
+    /// </summary>
+    public async Task<MiniKVResult<bool>> RemoveVolumeAsync(string volumeId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(volumeId);
+        var path = "admin/volumes/" + Uri.EscapeDataString(volumeId);
+        var (response, error) = await SendAsync(b => new HttpRequestMessage(HttpMethod.Delete, MakeUri(b, path)), isWrite: true, static () => true, timeout: true, cancellationToken);
+        if (response is null)
+        {
+            return error!;
+        }
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                return await ReadErrorAsync(response, cancellationToken);
+            }
+            return true;
+        }
+    }
+
     /// <summary><c>GET /admin/jobs/{id}</c>.</summary>
     public Task<MiniKVResult<JobStatus>> GetJobAsync(string id, CancellationToken cancellationToken = default) =>
         GetJsonAsync<JobStatus>("admin/jobs/" + Uri.EscapeDataString(id), cancellationToken);

@@ -91,6 +91,9 @@ public enum JobKind
     Repair,
     Rebalance,
     Compact,
+
+    /// <summary>Move every key off one volume (<c>POST /admin/volumes/{id}/drain</c>); set <see cref="JobRequest.VolumeId"/>.</summary>
+    Drain,
 }
 
 /// <summary>A job to start; only the parameters of its kind are sent.</summary>
@@ -108,12 +111,16 @@ public sealed record JobRequest(JobKind Kind)
     /// <summary>compact: one shard's keys only; null compacts all volumes.</summary>
     public int? Shard { get; init; }
 
+    /// <summary>drain: the volume's id.</summary>
+    public string? VolumeId { get; init; }
+
     internal string Path => Kind switch
     {
         JobKind.Verify => "admin/verify" + (Deep ? "?deep=true" : ""),
         JobKind.Repair => "admin/repair?dry_run=" + (DryRun ? "true" : "false") + (Replicas is { } r ? "&replicas=" + r : ""),
         JobKind.Rebalance => "admin/rebalance?dry_run=" + (DryRun ? "true" : "false"),
         JobKind.Compact => "admin/compact" + (Shard is { } s ? "?shard=" + s : ""),
+        JobKind.Drain => "admin/volumes/" + Uri.EscapeDataString(VolumeId ?? throw new InvalidOperationException("a drain needs VolumeId")) + "/drain",
         _ => throw new ArgumentOutOfRangeException(nameof(Kind)),
     };
 }

@@ -24,6 +24,7 @@ public static class CoordinatorCommand
             new OptionSpec("repair-rate", "Automatic repair: the leader copies at most this many keys per second to bring keys back to R healthy copies (0: off; minikv repair still works)", "50"),
             new OptionSpec("repair-interval", "Automatic repair: pause between two scans of every key and volume", "30s"),
             new OptionSpec("orphan-grace", "Repair deletes a copy no metadata lists only once it has stayed unlisted this long", "1m"),
+            new OptionSpec("rebalance-rate", "Bytes per second rebalance and drain copy (KiB/MiB/GiB suffixes; 0: unlimited); POST /admin/rebalance?rate= overrides it per run", "64MiB"),
             new OptionSpec("log-level", "trace, debug, information, warning, error", "information"),
         ]);
 
@@ -96,6 +97,11 @@ public static class CoordinatorCommand
         {
             throw new OptionException("--max-value-size must be at least 1 byte");
         }
+        var rebalanceRate = parsed.GetSize("rebalance-rate");
+        if (rebalanceRate < 0)
+        {
+            throw new OptionException("--rebalance-rate must be 0 (unlimited) or more bytes per second");
+        }
         var (electionMin, electionMax) = ParseElectionTimeout(parsed.Require("election-timeout-ms"));
         var logLevel = Enum.TryParse<LogLevel>(parsed.Require("log-level"), ignoreCase: true, out var level)
             ? level
@@ -137,6 +143,7 @@ public static class CoordinatorCommand
             MaxValueSize = maxValueSize,
             ElectionTimeoutMinMs = electionMin,
             ElectionTimeoutMaxMs = electionMax,
+            RebalanceRate = rebalanceRate,
             LogLevel = logLevel,
             RepairRate = repairRate,
             RepairInterval = repairInterval,

@@ -10,10 +10,12 @@ namespace MiniKV.Coordinator;
 /// <param name="Consensus">Creates the Raft engine over the server's state machine.</param>
 /// <param name="Volumes">Creates the volume client layer (2PC writes, reads with failover).</param>
 /// <param name="Forwarder">Creates the follower-to-leader request proxy; null answers followers' requests with 503 naming the leader.</param>
+/// <param name="Copier">Creates the volume-to-volume copier rebalance and drain use; null: the volumes' Pull over gRPC.</param>
 public sealed record CoordinatorComponents(
     ConsensusModuleFactory Consensus,
     Func<IServiceProvider, IVolumeOperations> Volumes,
-    Func<IServiceProvider, IRequestForwarder>? Forwarder = null);
+    Func<IServiceProvider, IRequestForwarder>? Forwarder = null,
+    Func<IServiceProvider, Operations.Rebalance.IReplicaCopier>? Copier = null);
 
 /// <summary>
 /// A coordinator that can run inside any process: it opens the metadata under --db, starts the consensus module,
@@ -115,6 +117,9 @@ public sealed class CoordinatorServer : IAsyncDisposable
             builder.Services.AddSingleton(components.Volumes);
             builder.Services.AddSingleton(sp => new CoordinatorNode(options, consensus.Consensus, stateMachine, sp.GetRequiredService<IVolumeOperations>(),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger<CoordinatorNode>()));
+            builder.Services.AddSingleton(sp => new Operations.Rebalance.Rebalancer(sp.GetRequiredService<CoordinatorNode>(),
+                components.Copier?.Invoke(sp) ?? new Operations.Rebalance.GrpcReplicaCopier(),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger<Operations.Rebalance.Rebalancer>()));
 
             app = builder.Build();
             var node = app.Services.GetRequiredService<CoordinatorNode>();
@@ -143,6 +148,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             maintenanceVolumes = new Operations.GrpcVolumeMaintenance();
             maintenance = new Operations.ClusterMaintenance(node, maintenanceVolumes, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<Operations.ClusterMaintenance>());
             Operations.MaintenanceEndpoints.Map(app, node, maintenance, forwarder);
+            Operations.Rebalance.RebalanceEndpoints.Map(app, node, app.Services.GetRequiredService<Operations.Rebalance.Rebalancer>(), forwarder);
             app.MapFallback(context => new Problem(context.Request.Path.StartsWithSegments("/kv") ? 405 : 404,
                 context.Request.Path.StartsWithSegments("/kv") ? "method_not_allowed" : "not_found",
                 $"no route for {context.Request.Method} {context.Request.Path}; see SPEC.md for the API").WriteAsync(context));

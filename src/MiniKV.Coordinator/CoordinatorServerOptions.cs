@@ -47,6 +47,9 @@ public sealed record CoordinatorServerOptions
     /// <summary>The heartbeat period told to volumes.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Bytes per second a rebalance or drain copies when its request names no rate; 0 is unlimited.</summary>
+    public long RebalanceRate { get; init; } = 64L << 20;
+
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
     /// <summary>Automatic repair: at most this many keys repaired per second by the leader; 0 turns it off.</summary>

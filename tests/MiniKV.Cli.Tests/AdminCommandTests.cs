@@ -19,6 +19,7 @@ public sealed class AdminCommandTests
     [InlineData("compact --shard 17", "POST /admin/compact?shard=17")]
     [InlineData("verify", "POST /admin/verify")]
     [InlineData("verify --deep", "POST /admin/verify?deep=true")]
+    [InlineData("volume drain vol-3", "POST /admin/volumes/vol-3/drain")]
     public async Task Admin_commands_start_the_right_job_and_follow_it(string commandLine, string expectedRequest)
     {
         var args = commandLine.Split(' ');
@@ -62,6 +63,20 @@ public sealed class AdminCommandTests
     {
         using var document = JsonDocument.Parse(result);
         Assert.Equal(healthy, JobVerdict.IsHealthy(document.RootElement));
+    }
+
+    [Fact]
+    public async Task Volume_remove_reports_the_removal_or_the_refusal()
+    {
+        await using var fake = await FakeCoordinator.StartAsync();
+        var removed = await CliRun.RunAsync(["volume", "remove", "vol-3", "--coordinator", fake.Url]);
+        Assert.True(removed.ExitCode == 0, removed.ToString());
+        Assert.Equal("DELETE /admin/volumes/vol-3", fake.Requests.First());
+        Assert.Equal("volume vol-3 removed\n", removed.Out);
+
+        var refused = await CliRun.RunAsync(["volume", "remove", "vol-busy", "--coordinator", fake.Url]);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("drain it first", refused.Error, StringComparison.Ordinal);
     }
 
     [Fact]

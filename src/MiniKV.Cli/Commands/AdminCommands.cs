@@ -16,7 +16,7 @@ internal static class AdminCommands
         yield return Rebalance(global, console);
     }
 
-    private static Option<bool> JsonOption() => new("--json") { Description = "Print the finished job as JSON instead of a summary" };
+    internal static Option<bool> JsonOption() => new("--json") { Description = "Print the finished job as JSON instead of a summary" };
 
     /// <summary><c>--dry-run</c>, <c>--dry-run=true</c> or <c>--dry-run=false</c>, with a default for when it is absent.</summary>
     internal static Option<bool> DryRunOption(bool byDefault, string description) => new("--dry-run")
@@ -70,7 +70,7 @@ internal static class AdminCommands
         return command;
     }
 
-    private static async Task<int> RunJobAsync(GlobalOptions global, CliConsole console, ParseResult parsed, JobRequest request, bool json, bool verdict, CancellationToken cancellationToken)
+    internal static async Task<int> RunJobAsync(GlobalOptions global, CliConsole console, ParseResult parsed, JobRequest request, bool json, bool verdict, CancellationToken cancellationToken)
     {
         using var client = global.CreateClient(parsed, console);
         var name = request.Kind.ToString().ToLowerInvariant();

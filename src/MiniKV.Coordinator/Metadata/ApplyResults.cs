@@ -26,7 +26,11 @@ public readonly record struct WriteOutcome(WriteStatus Status, ulong Version, Ke
 /// <summary>What a <see cref="Commands.WriteBatchCommand"/> entry returns: one outcome per write, in order.</summary>
 public sealed record WriteBatchResult(IReadOnlyList<WriteOutcome> Outcomes);
 
-/// <summary>What a <see cref="Commands.SetKeyReplicasCommand"/> entry returns.</summary>
-/// <param name="Applied">True when the key was still at the command's version and its replica list was replaced.</param>
-/// <param name="CurrentVersion">The key's version at that point (0 when it no longer exists).</param>
-public sealed record KeyReplicasResult(bool Applied, ulong CurrentVersion);
+/// <summary>What a <see cref="Commands.RelocateKeysCommand"/> entry returns: per relocation, whether it applied (false: the key changed or is gone).</summary>
+public sealed record RelocateResult(IReadOnlyList<bool> Applied);
+
+/// <summary>A rebalance or drain begun (its shard lists already switched) and not yet ended. Immutable.</summary>
+/// <param name="JobId">The job that began it.</param>
+/// <param name="AtUnixMs">When it began.</param>
+/// <param name="Shards">How many shards' lists it changed.</param>
+public sealed record RebalanceInProgress(string JobId, long AtUnixMs, int Shards);

@@ -19,7 +19,8 @@ namespace MiniKV.Coordinator.Metadata;
 /// column family "transactions": key = the 16-byte transaction id; value =
 ///   u8 format version (1), u8 outcome (1 committed, 2 aborted), i64 log index, u32 CRC
 /// column family "meta": "applied_index" = i64; "last_version" = u64 (largest version ever assigned);
-///   "coord/{id}" = u8 format version (1), str http, str grpc, u32 CRC
+///   "coord/{id}" = u8 format version (1), str http, str grpc, u32 CRC;
+///   "rebalance" (only while one runs) = u8 format version (1), str job id, i64 began (Unix ms), u16 shards, u32 CRC
 /// </code>
 /// str = u16 byte length + UTF-8; integers little-endian unless said. Version rule: a reader accepts every
 /// format version ever written; a layout change bumps the version byte of that record kind.
@@ -135,6 +136,24 @@ internal static class MetadataRecords
     {
         var r = Open(value, "coordinator");
         var record = new CoordinatorAddressesCommand(id, r.String16(), r.String16());
+        r.ExpectEnd();
+        return record;
+    }
+
+    public static byte[] EncodeRebalance(RebalanceInProgress rebalance)
+    {
+        var w = new RecordWriter();
+        w.U8(FormatVersion);
+        w.String16(rebalance.JobId);
+        w.I64(rebalance.AtUnixMs);
+        w.U16(checked((ushort)rebalance.Shards));
+        return Seal(w);
+    }
+
+    public static RebalanceInProgress DecodeRebalance(ReadOnlySpan<byte> value)
+    {
+        var r = Open(value, "rebalance");
+        var record = new RebalanceInProgress(r.String16(), r.I64(), r.U16());
         r.ExpectEnd();
         return record;
     }

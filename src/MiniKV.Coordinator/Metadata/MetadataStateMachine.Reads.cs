@@ -70,6 +70,27 @@ public sealed class RegistryView
         return new RegistryView((Dictionary<string, VolumeRecord>)Volumes, shards, (Dictionary<string, CoordinatorAddressesCommand>)Coordinators);
     }
 
+    internal RegistryView Without(string volumeId)
+    {
+        var volumes = new Dictionary<string, VolumeRecord>((Dictionary<string, VolumeRecord>)Volumes, StringComparer.Ordinal);
+        volumes.Remove(volumeId);
+        return new RegistryView(volumes, (IReadOnlyList<string>?[])ShardMap, (Dictionary<string, CoordinatorAddressesCommand>)Coordinators);
+    }
+
+    /// <summary>The shards whose lists name <paramref name="volumeId"/>, with it taken out.</summary>
+    internal List<ShardAssignment> ShardsWithout(string volumeId)
+    {
+        var changed = new List<ShardAssignment>();
+        for (var shard = 0; shard < ShardMap.Count; shard++)
+        {
+            if (ShardMap[shard] is { } list && list.Contains(volumeId, StringComparer.Ordinal))
+            {
+                changed.Add(new ShardAssignment(shard, list.Where(v => v != volumeId).ToArray()));
+            }
+        }
+        return changed;
+    }
+
     internal static RegistryView Create(Dictionary<string, VolumeRecord> volumes, IReadOnlyList<string>?[] shards, Dictionary<string, CoordinatorAddressesCommand> coordinators) =>
         new(volumes, shards, coordinators);
 }

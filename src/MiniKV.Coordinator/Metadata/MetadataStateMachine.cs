@@ -25,6 +25,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     private static readonly byte[] AppliedIndexKey = "applied_index"u8.ToArray();
     private static readonly byte[] LastVersionKey = "last_version"u8.ToArray();
     private static readonly byte[] CoordinatorPrefix = "coord/"u8.ToArray();
+    private static readonly byte[] RebalanceKey = "rebalance"u8.ToArray();
 
     private static byte[] CoordinatorKey(string id) => [.. CoordinatorPrefix, .. Encoding.UTF8.GetBytes(id)];
 
@@ -36,6 +37,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     private long _appliedIndex;
     private long _lastVersion;
     private volatile RegistryView _registry = RegistryView.Empty;
+    private volatile RebalanceInProgress? _rebalance;
     private int _snapshotCounter;
 
     private sealed record Handles(RocksDb Db, ColumnFamilyHandle Keys, ColumnFamilyHandle Volumes, ColumnFamilyHandle Shards, ColumnFamilyHandle Transactions, ColumnFamilyHandle Meta);
@@ -77,7 +79,12 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         var last = db.Get(LastVersionKey, _h.Meta);
         Volatile.Write(ref _lastVersion, last == null ? 0 : (long)BitConverter.ToUInt64(last));
         _registry = LoadRegistry(_h);
+        var rebalance = db.Get(RebalanceKey, _h.Meta);
+        _rebalance = rebalance == null ? null : MetadataRecords.DecodeRebalance(rebalance);
     }
+
+    /// <summary>The rebalance (or drain) begun and not yet ended, or null: a new leader resumes it.</summary>
+    public RebalanceInProgress? PendingRebalance => _rebalance;
 
     public IReadOnlyList<object?> Apply(IReadOnlyList<Entry> entries)
     {
@@ -92,6 +99,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             var decided = new HashSet<Guid>();
             var registry = _registry;
             var registryChanged = false;
+            var rebalance = _rebalance;
             var newIndex = applied;
             for (var e = 0; e < entries.Count; e++)
             {
@@ -132,13 +140,42 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                         }
                         registryChanged = true;
                         break;
+                    case BeginRebalanceCommand begin:
+                        registry = registry.WithShards(begin.Targets);
+                        foreach (var a in begin.Targets)
+                        {
+                            batch.Put(MetadataRecords.ShardKey(a.Shard), MetadataRecords.EncodeShard(a.Volumes), h.Shards);
+                        }
+                        rebalance = new RebalanceInProgress(begin.JobId, begin.AtUnixMs, begin.Targets.Count);
+                        batch.Put(RebalanceKey, MetadataRecords.EncodeRebalance(rebalance), h.Meta);
+                        registryChanged = true;
+                        break;
+                    case EndRebalanceCommand end:
+                        if (rebalance != null && rebalance.JobId == end.JobId)
+                        {
+                            rebalance = null;
+                            batch.Delete(RebalanceKey, h.Meta);
+                        }
+                        break;
+                    case RelocateKeysCommand relocate:
+                        results[e] = ApplyRelocations(h, batch, pending, relocate);
+                        break;
+                    case RemoveVolumeCommand remove when registry.Volumes.ContainsKey(remove.VolumeId):
+                        var stripped = registry.ShardsWithout(remove.VolumeId);
+                        registry = registry.Without(remove.VolumeId).WithShards(stripped);
+                        batch.Delete(Encoding.UTF8.GetBytes(remove.VolumeId), h.Volumes);
+                        foreach (var a in stripped)
+                        {
+                            batch.Put(MetadataRecords.ShardKey(a.Shard), MetadataRecords.EncodeShard(a.Volumes), h.Shards);
+                        }
+                        registryChanged = true;
+                        break;
+                    case RemoveVolumeCommand:
+                        break; // already gone
                     case CoordinatorAddressesCommand coordinator:
                         registry = registry.With(coordinator);
                         batch.Put(CoordinatorKey(coordinator.CoordinatorId), MetadataRecords.EncodeCoordinator(coordinator), h.Meta);
                         registryChanged = true;
-                        break;
-                    case SetKeyReplicasCommand replicas:
-                        results[e] = ApplyReplicas(h, batch, pending, replicas);
                         break;
                     case AbortTransactionsCommand aborts:
                         foreach (var tx in aborts.Transactions)
@@ -165,6 +202,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             {
                 _registry = registry;
             }
+            _rebalance = rebalance;
             Volatile.Write(ref _appliedIndex, newIndex);
         }
         Applied?.Invoke(AppliedIndex);
@@ -218,20 +256,27 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         return new WriteBatchResult(outcomes);
     }
 
-    private static KeyReplicasResult ApplyReplicas(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, SetKeyReplicasCommand command)
+    /// <summary>Each relocation applies only while its key is still at the copied version (a racing write wins).</summary>
+    private static RelocateResult ApplyRelocations(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, RelocateKeysCommand command)
     {
-        if (!pending.TryGetValue(command.Key, out var current))
+        var applied = new bool[command.Relocations.Count];
+        for (var i = 0; i < applied.Length; i++)
         {
-            current = ReadKey(h, command.Key);
+            var move = command.Relocations[i];
+            if (!pending.TryGetValue(move.Key, out var current))
+            {
+                current = ReadKey(h, move.Key);
+            }
+            if (current == null || current.Version != move.Version || move.Volumes.Count == 0)
+            {
+                continue;
+            }
+            var record = current with { Volumes = move.Volumes, UnderReplicated = move.UnderReplicated };
+            pending[move.Key] = record;
+            batch.Put(move.Key, MetadataRecords.EncodeKey(record), h.Keys);
+            applied[i] = true;
         }
-        if (current == null || current.Version != command.Version)
-        {
-            return new KeyReplicasResult(false, current?.Version ?? 0);
-        }
-        var record = current with { Volumes = command.Volumes, UnderReplicated = command.UnderReplicated };
-        pending[command.Key] = record;
-        batch.Put(command.Key, MetadataRecords.EncodeKey(record), h.Keys);
-        return new KeyReplicasResult(true, current.Version);
+        return new RelocateResult(applied);
     }
 
     private static WriteStatus Check(KeyWrite write, KeyRecord? current) => write.Condition switch

@@ -119,13 +119,13 @@ public sealed class Repairer(CoordinatorNode node, IVolumeMaintenance volumes)
         {
             return;
         }
-        var result = await node.ProposeAsync(new SetKeyReplicasCommand(plan.Key, plan.Version, good, underReplicated), cancellationToken);
+        var result = await node.ProposeAsync(new RelocateKeysCommand([new KeyRelocation(plan.Key, plan.Version, good, underReplicated)]), cancellationToken);
         if (result.Status != Consensus.ProposalStatus.Applied)
         {
             totals.Error($"recording the replicas of '{KeyRules.Display(plan.Key)}' failed ({result.Status}); run repair again");
             return;
         }
-        if (result.Result is KeyReplicasResult { Applied: false })
+        if (result.Result is RelocateResult { Applied: [false] })
         {
             Interlocked.Increment(ref totals.ChangedDuringRepair);
             return;

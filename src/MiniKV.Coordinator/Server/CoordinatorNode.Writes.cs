@@ -169,6 +169,10 @@ public sealed partial class CoordinatorNode
         }
     }
 
+    /// <summary>Holds the key's write lock (the one PUT and DELETE take), so an operation that moves the key's copies
+    /// does not interleave with a write of it on this leader.</summary>
+    internal Task<KeyLocks.Releaser> LockKeyAsync(byte[] key, CancellationToken cancellationToken) => _keyLocks.AcquireAsync(key, cancellationToken);
+
     /// <summary>What the coordinators know of a transaction, for a volume holding its prepare.</summary>
     public Outcome OutcomeOf(Guid tx)
     {

@@ -159,7 +159,19 @@ public sealed class FakeCoordinator : IAsyncDisposable
             await JobAsync(context, path["/admin/jobs/".Length..]);
             return;
         }
-        if (path is "/admin/verify" or "/admin/repair" or "/admin/rebalance" or "/admin/compact" && context.Request.Method == "POST")
+        if (path.StartsWith("/admin/volumes/", StringComparison.Ordinal) && context.Request.Method == "DELETE")
+        {
+            // "vol-busy" still holds keys: the refusal a real coordinator gives before a drain.
+            if (path == "/admin/volumes/vol-busy")
+            {
+                await ErrorAsync(context, 409, "volume_not_empty", "volume vol-busy is on 3 shard lists and holds 5 keys; drain it first");
+                return;
+            }
+            await context.Response.WriteAsJsonAsync(new { removed = path["/admin/volumes/".Length..] });
+            return;
+        }
+        if ((path is "/admin/verify" or "/admin/repair" or "/admin/rebalance" or "/admin/compact"
+            || (path.StartsWith("/admin/volumes/", StringComparison.Ordinal) && path.EndsWith("/drain", StringComparison.Ordinal))) && context.Request.Method == "POST")
         {
             var id = "job-" + Interlocked.Increment(ref _nextJob).ToString(CultureInfo.InvariantCulture);
             _jobs[id] = new FakeJob(id, path["/admin/".Length..], context.Request.QueryString.Value ?? "");

@@ -37,7 +37,6 @@ public class CommandCodecGoldenTests
         // env(6, str('coord-1') + str('http://h:5000') + str('h:5001'))
         { "0106200000000700636f6f72642d310d00687474703a2f2f683a353030300600683a353030315a69e3a3", new CoordinatorAddressesCommand("coord-1", "http://h:5000", "h:5001") },
         // env(7, bytes('k/é') + pack('<Q', 42) + [1] + [2] + str('v2') + str('v9'))
-        { "01071800000004006b2fc3a92a00000000000000010202007632020076390fdf947d", new SetKeyReplicasCommand(Encoding.UTF8.GetBytes("k/é"), 42, ["v2", "v9"], true) },
     };
 
     [Theory]

@@ -212,26 +212,29 @@ public class MetadataStateMachineTests
     }
 
     [Fact]
-    public void Key_replicas_change_only_while_the_key_is_at_the_repaired_version()
+    public void Key_replicas_change_only_while_the_key_is_at_the_copied_version()
     {
         using var dir = new TempDirectory();
         using var sm = new MetadataStateMachine(dir.Path);
         sm.Apply([Batch(1, Put("a", 5))]);
-        var stale = sm.Apply([Command(2, new SetKeyReplicasCommand(K("a"), 4, ["v7"], true))]);
-        Assert.Equal(new KeyReplicasResult(false, 5), stale[0]);
+        var stale = sm.Apply([Command(2, Relocate("a", 4, ["v7"], true))]);
+        Assert.Equal([false], Assert.IsType<RelocateResult>(stale[0]).Applied);
         Assert.Equal(["v1", "v2", "v3"], sm.GetKey(K("a"))!.Volumes);
 
-        var repaired = sm.Apply([Command(3, new SetKeyReplicasCommand(K("a"), 5, ["v1", "v4", "v3"], false))]);
-        Assert.Equal(new KeyReplicasResult(true, 5), repaired[0]);
+        var repaired = sm.Apply([Command(3, Relocate("a", 5, ["v1", "v4", "v3"], false))]);
+        Assert.Equal([true], Assert.IsType<RelocateResult>(repaired[0]).Applied);
         var record = sm.GetKey(K("a"))!;
         Assert.Equal(["v1", "v4", "v3"], record.Volumes);
         Assert.Equal(5ul, record.Version);
         Assert.False(record.UnderReplicated);
 
-        // A write and a repair of the old version in one apply call: the write wins.
-        var raced = sm.Apply([Batch(4, Put("a", 6)), Command(5, new SetKeyReplicasCommand(K("a"), 5, ["v9"], false))]);
-        Assert.False(Assert.IsType<KeyReplicasResult>(raced[1]).Applied);
+        // A write and a relocation of the old version in one apply call: the write wins.
+        var raced = sm.Apply([Batch(4, Put("a", 6)), Command(5, Relocate("a", 5, ["v9"], false))]);
+        Assert.Equal([false], Assert.IsType<RelocateResult>(raced[1]).Applied);
         Assert.Equal(["v1", "v2", "v3"], sm.GetKey(K("a"))!.Volumes);
-        Assert.False(sm.Apply([Command(6, new SetKeyReplicasCommand(K("gone"), 1, ["v1"], false))])[0] is KeyReplicasResult { Applied: true });
+        Assert.Equal([false], Assert.IsType<RelocateResult>(sm.Apply([Command(6, Relocate("gone", 1, ["v1"], false))])[0]).Applied);
     }
+
+    private static RelocateKeysCommand Relocate(string key, ulong version, string[] volumes, bool underReplicated) =>
+        new([new KeyRelocation(K(key), version, volumes, underReplicated)]);
 }

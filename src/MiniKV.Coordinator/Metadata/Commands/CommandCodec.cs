@@ -10,7 +10,8 @@ namespace MiniKV.Coordinator.Metadata.Commands;
 /// offset  size  field
 ///  0      1     format version   1; a reader rejects any other value
 ///  1      1     kind             1 write batch, 2 register volume, 3 volume state, 4 shards, 5 abort transactions,
-///                                6 coordinator addresses, 7 key replicas
+///                                6 coordinator addresses, 10 begin rebalance, 11 end rebalance,
+///                                12 relocate keys, 13 remove volume (7-9 unused)
 ///  2      4     payload length N u32
 ///  6      N     payload          by kind, below
 ///  6+N    4     CRC32 (IEEE) of bytes [0, 6+N)
@@ -27,7 +28,11 @@ namespace MiniKV.Coordinator.Metadata.Commands;
 /// 4 shards:       u16 count, then count times: u16 shard, u8 volume count, that many str volume ids
 /// 5 aborts:       u32 count, then count 16-byte transaction ids (the bytes of Guid.TryWriteBytes)
 /// 6 coordinator:  str coordinator id, str http address (http://host:port), str grpc address (host:port)
-/// 7 key replicas: bytes key, u64 version, u8 flags (bit 0 under-replicated), u8 volume count, that many str volume ids
+/// 10 begin rebal: str job id, i64 at (Unix ms), then the shards payload of kind 4 (the moving shards' targets)
+/// 11 end rebal:   str job id, i64 at (Unix ms)
+/// 12 relocate:    u16 count, then count times: bytes key, u64 version, u8 flags (bit 0 under-replicated),
+///                 u8 volume count, that many str volume ids
+/// 13 remove vol:  str volume id, i64 at (Unix ms)
 /// </code>
 /// Version rule: the log holds old entries forever (until a snapshot), so a reader decodes every format version
 /// ever written; a change of any payload bumps the format version, and a new kind may be added under the same
@@ -47,7 +52,10 @@ public static class CommandCodec
         Shards = 4,
         AbortTransactions = 5,
         CoordinatorAddresses = 6,
-        KeyReplicas = 7,
+        BeginRebalance = 10,
+        EndRebalance = 11,
+        RelocateKeys = 12,
+        RemoveVolume = 13,
     }
 
     public static byte[] Encode(MetadataCommand command)
@@ -74,23 +82,35 @@ public static class CommandCodec
                 w.I64(s.AtUnixMs);
                 break;
             case SetShardsCommand shards:
-                w.U16(checked((ushort)shards.Shards.Count));
-                foreach (var a in shards.Shards)
+                WriteShards(w, shards.Shards);
+                break;
+            case BeginRebalanceCommand begin:
+                w.String16(begin.JobId);
+                w.I64(begin.AtUnixMs);
+                WriteShards(w, begin.Targets);
+                break;
+            case EndRebalanceCommand end:
+                w.String16(end.JobId);
+                w.I64(end.AtUnixMs);
+                break;
+            case RelocateKeysCommand relocate:
+                w.U16(checked((ushort)relocate.Relocations.Count));
+                foreach (var k in relocate.Relocations)
                 {
-                    w.U16(checked((ushort)a.Shard));
-                    Strings8(w, a.Volumes);
+                    w.Bytes16(k.Key);
+                    w.U64(k.Version);
+                    w.U8(k.UnderReplicated ? (byte)1 : (byte)0);
+                    Strings8(w, k.Volumes);
                 }
+                break;
+            case RemoveVolumeCommand remove:
+                w.String16(remove.VolumeId);
+                w.I64(remove.AtUnixMs);
                 break;
             case CoordinatorAddressesCommand c:
                 w.String16(c.CoordinatorId);
                 w.String16(c.HttpAddress);
                 w.String16(c.GrpcAddress);
-                break;
-            case SetKeyReplicasCommand k:
-                w.Bytes16(k.Key);
-                w.U64(k.Version);
-                w.U8(k.UnderReplicated ? (byte)1 : (byte)0);
-                Strings8(w, k.Volumes);
                 break;
             case AbortTransactionsCommand aborts:
                 w.U32((uint)aborts.Transactions.Count);
@@ -134,10 +154,13 @@ public static class CommandCodec
             Kind.WriteBatch => ReadBatch(ref r),
             Kind.RegisterVolume => new RegisterVolumeCommand(r.String16(), r.String16(), r.String16(), r.I64(), r.I64()),
             Kind.VolumeState => new SetVolumeStateCommand(r.String16(), ReadState(r.U8()), r.I64()),
-            Kind.Shards => ReadShards(ref r),
+            Kind.Shards => new SetShardsCommand(ReadShards(ref r)),
+            Kind.BeginRebalance => new BeginRebalanceCommand(r.String16(), r.I64(), ReadShards(ref r)),
+            Kind.EndRebalance => new EndRebalanceCommand(r.String16(), r.I64()),
+            Kind.RelocateKeys => ReadRelocations(ref r),
+            Kind.RemoveVolume => new RemoveVolumeCommand(r.String16(), r.I64()),
             Kind.AbortTransactions => ReadAborts(ref r),
             Kind.CoordinatorAddresses => new CoordinatorAddressesCommand(r.String16(), r.String16(), r.String16()),
-            Kind.KeyReplicas => ReadKeyReplicas(ref r),
             var other => throw new CommandFormatException($"unknown command kind {(byte)other}"),
         };
         r.ExpectEnd();
@@ -152,7 +175,10 @@ public static class CommandCodec
         SetShardsCommand => Kind.Shards,
         AbortTransactionsCommand => Kind.AbortTransactions,
         CoordinatorAddressesCommand => Kind.CoordinatorAddresses,
-        SetKeyReplicasCommand => Kind.KeyReplicas,
+        BeginRebalanceCommand => Kind.BeginRebalance,
+        EndRebalanceCommand => Kind.EndRebalance,
+        RelocateKeysCommand => Kind.RelocateKeys,
+        RemoveVolumeCommand => Kind.RemoveVolume,
         _ => throw new ArgumentException($"no encoding for {command.GetType().Name}", nameof(command)),
     };
 
@@ -218,27 +244,48 @@ public static class CommandCodec
         return new WriteBatchCommand(term, modified, writes);
     }
 
-    private static SetKeyReplicasCommand ReadKeyReplicas(ref RecordReader r)
+    private static void WriteShards(RecordWriter w, IReadOnlyList<ShardAssignment> shards)
     {
-        var key = r.Bytes16();
-        var version = r.U64();
-        var flags = r.U8();
-        if ((flags & ~1) != 0)
+        w.U16(checked((ushort)shards.Count));
+        foreach (var a in shards)
         {
-            throw new CommandFormatException($"unknown key replica flags 0x{flags:x2}");
+            w.U16(checked((ushort)a.Shard));
+            Strings8(w, a.Volumes);
         }
-        return new SetKeyReplicasCommand(key, version, ReadStrings8(ref r), (flags & 1) != 0);
     }
 
-    private static SetShardsCommand ReadShards(ref RecordReader r)
+    private static ShardAssignment[] ReadShards(ref RecordReader r)
     {
         var count = r.U16();
         var shards = new ShardAssignment[count];
         for (var i = 0; i < count; i++)
         {
-            shards[i] = new ShardAssignment(r.U16(), ReadStrings8(ref r));
+            var shard = r.U16();
+            if (shard >= Common.Shards.Count)
+            {
+                throw new CommandFormatException($"shard {shard} is out of range; shards are 0 to {Common.Shards.Count - 1}");
+            }
+            shards[i] = new ShardAssignment(shard, ReadStrings8(ref r));
         }
-        return new SetShardsCommand(shards);
+        return shards;
+    }
+
+    private static RelocateKeysCommand ReadRelocations(ref RecordReader r)
+    {
+        var count = r.U16();
+        var relocations = new KeyRelocation[count];
+        for (var i = 0; i < count; i++)
+        {
+            var key = r.Bytes16();
+            var version = r.U64();
+            var flags = r.U8();
+            if ((flags & ~1) != 0)
+            {
+                throw new CommandFormatException($"unknown relocation flags 0x{flags:x2}");
+            }
+            relocations[i] = new KeyRelocation(key, version, ReadStrings8(ref r), (flags & 1) != 0);
+        }
+        return new RelocateKeysCommand(relocations);
     }
 
     private static AbortTransactionsCommand ReadAborts(ref RecordReader r)

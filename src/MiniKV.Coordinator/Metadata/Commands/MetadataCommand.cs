@@ -126,19 +126,47 @@ public sealed record AbortTransactionsCommand(IReadOnlyList<Guid> Transactions) 
 public sealed record CoordinatorAddressesCommand(string CoordinatorId, string HttpAddress, string GrpcAddress) : MetadataCommand;
 
 /// <summary>
-/// Sets the replica list of one key's version after repair copied it (or dropped a corrupt copy). Applied only
-/// while the key is still at <see cref="Version"/>: a write that replaced it meanwhile wins, and the copies made
-/// for the old version become orphans that a later repair deletes.
+/// Starts a rebalance (or a drain): sets the moving shards' replica lists to their targets, so new writes land where
+/// reads will look once each key moved, and records that a move is under way, so a new leader resumes it.
 /// </summary>
-/// <param name="Key">The key.</param>
-/// <param name="Version">The version the copies hold.</param>
-/// <param name="Volumes">The volumes that now hold that version, in replica order.</param>
-/// <param name="UnderReplicated">True when the list is still shorter than R.</param>
-public sealed record SetKeyReplicasCommand(byte[] Key, ulong Version, IReadOnlyList<string> Volumes, bool UnderReplicated) : MetadataCommand
+/// <param name="JobId">The job that began it (shown by a resumed job).</param>
+/// <param name="AtUnixMs">When it began.</param>
+/// <param name="Targets">The shards whose lists change, with their new lists.</param>
+public sealed record BeginRebalanceCommand(string JobId, long AtUnixMs, IReadOnlyList<ShardAssignment> Targets) : MetadataCommand
 {
-    public bool Equals(SetKeyReplicasCommand? other) =>
+    public bool Equals(BeginRebalanceCommand? other) =>
+        other is not null && JobId == other.JobId && AtUnixMs == other.AtUnixMs && Targets.SequenceEqual(other.Targets);
+
+    public override int GetHashCode() => HashCode.Combine(JobId, AtUnixMs, Targets.Count);
+}
+
+/// <summary>Records that every key is on its shard's list: the rebalance begun as <paramref name="JobId"/> is over.</summary>
+public sealed record EndRebalanceCommand(string JobId, long AtUnixMs) : MetadataCommand;
+
+/// <summary>One key's new replica list, valid only while the key is still at <paramref name="Version"/>.</summary>
+/// <param name="Key">The key's UTF-8 bytes.</param>
+/// <param name="Version">The version that was copied; a key at any other version (or deleted) is left alone.</param>
+/// <param name="Volumes">The volumes that now hold that version durably, in replica order.</param>
+/// <param name="UnderReplicated">True when fewer than R volumes hold it.</param>
+public sealed record KeyRelocation(byte[] Key, ulong Version, IReadOnlyList<string> Volumes, bool UnderReplicated)
+{
+    public bool Equals(KeyRelocation? other) =>
         other is not null && Key.AsSpan().SequenceEqual(other.Key) && Version == other.Version && Volumes.SequenceEqual(other.Volumes)
         && UnderReplicated == other.UnderReplicated;
 
     public override int GetHashCode() => HashCode.Combine(Version, Volumes.Count);
 }
+
+/// <summary>
+/// Switches keys' replica lists after their copies were made durable on the new volumes (rebalance, drain). Each
+/// relocation applies only if its key is still at the copied version, so a write that raced the copy wins.
+/// </summary>
+public sealed record RelocateKeysCommand(IReadOnlyList<KeyRelocation> Relocations) : MetadataCommand
+{
+    public bool Equals(RelocateKeysCommand? other) => other is not null && Relocations.SequenceEqual(other.Relocations);
+
+    public override int GetHashCode() => Relocations.Count;
+}
+
+/// <summary>Drops a volume from the registry and from every shard list (after a drain left no key on it).</summary>
+public sealed record RemoveVolumeCommand(string VolumeId, long AtUnixMs) : MetadataCommand;

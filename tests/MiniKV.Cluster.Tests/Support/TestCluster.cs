@@ -30,8 +30,11 @@ public sealed class TestCluster : IAsyncDisposable
     public IEnumerable<NodeProcess> All => Coordinators.Concat(Volumes);
     public HttpClient Http { get; }
 
-    /// <summary>Starts all six servers and waits until every one answers /health/ready.</summary>
-    public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB")
+    /// <summary>
+    /// Starts all six servers and waits until every one answers /health/ready. <paramref name="configure"/> sees each
+    /// node before its first start (e.g. to set <see cref="NodeProcess.ExtraEnvironment"/>).
+    /// </summary>
+    public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", Action<NodeProcess>? configure = null)
     {
         var root = Path.Combine(Path.GetTempPath(), "minikv-cluster-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
@@ -72,6 +75,7 @@ public sealed class TestCluster : IAsyncDisposable
         {
             foreach (var node in cluster.All)
             {
+                configure?.Invoke(node);
                 node.Start();
             }
             await cluster.WaitReadyAsync(cluster.All, ReadyTimeout);

@@ -54,9 +54,13 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
             // restarted, learns the outcome from the leader and serves the value.
             var vol1 = cluster.Volumes[0];
             var value = TestRandom.Bytes(random, 30_000);
+            await WaitAllVolumesUpAsync(cluster);
             using (var put = await ApiTests.PutRetryingUnavailableAsync(cluster.Http, cluster.Coordinators[1], "fp/volume-commit", value))
             {
-                Assert.True(put.StatusCode == HttpStatusCode.Created, $"PUT with vol-1 dying at Commit: {(int)put.StatusCode} {await put.Content.ReadAsStringAsync()}");
+                var text = await put.Content.ReadAsStringAsync();
+                Assert.True(put.StatusCode == HttpStatusCode.Created, $"PUT with vol-1 dying at Commit: {(int)put.StatusCode} {text}");
+                output.WriteLine("(a) PUT: " + text);
+                Assert.Contains("vol-1", JsonDocument.Parse(text).RootElement.GetProperty("replicas").EnumerateArray().Select(r => r.GetString()));
             }
             acknowledged["fp/volume-commit"] = value;
             await Eventually.TrueAsync(() => !vol1.IsRunning, Recovery, () => "still running", "vol-1 to kill itself at its Commit");
@@ -78,6 +82,7 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
                 await PutAckedAsync(cluster, cluster.Coordinators[i % 3], $"acked/{i}", TestRandom.Bytes(random, random.Next(1, 50_000)), acknowledged);
             }
 
+            await WaitAllVolumesUpAsync(cluster);
             // (b1) the leader dies after every volume staged the value, before proposing: nothing is written.
             var leader = await cluster.LeaderAsync(Recovery);
             await PutIntoDyingLeaderAsync(cluster, leader, "fp/after-prepare", TestRandom.Bytes(random, 20_000));
@@ -89,6 +94,7 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
             await AssertReadableAsync(cluster, cluster.Coordinators, acknowledged);
             output.WriteLine($"(b1) leader {leader.Name} killed after Prepare: write absent everywhere, prepares aborted");
 
+            await WaitAllVolumesUpAsync(cluster);
             // (b2) the leader proposes while both followers are frozen, so the entry cannot commit; it dies then.
             leader = await cluster.LeaderAsync(Recovery);
             var followers = cluster.Coordinators.Where(c => c != leader).ToList();
@@ -120,6 +126,7 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
             await AssertReadableAsync(cluster, cluster.Coordinators, acknowledged);
             output.WriteLine($"(b2) leader {leader.Name} killed after proposing an entry no follower got: write absent, its log entry dropped on rejoin");
 
+            await WaitAllVolumesUpAsync(cluster);
             // (b3) the leader dies right after the commit point, before any volume hears Commit: the write is in
             // the Raft state, so once the volumes learn the outcome it reads back whole; never a partial or wrong value.
             leader = await cluster.LeaderAsync(Recovery);
@@ -196,6 +203,27 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
             }, Recovery, () => seen, "503 no_leader with Retry-After from the last coordinator");
             output.WriteLine($"no quorum: {seen}");
         });
+    }
+
+    /// <summary>The leader's /admin/status shows every volume up and healthy (placement will use all three).</summary>
+    private static async Task WaitAllVolumesUpAsync(TestCluster cluster)
+    {
+        var seen = "";
+        await Eventually.TrueAsync(async () =>
+        {
+            var leader = await cluster.LeaderAsync(Recovery);
+            try
+            {
+                seen = await cluster.Http.GetStringAsync(leader.HttpUrl + "/admin/status");
+            }
+            catch (HttpRequestException e)
+            {
+                seen = e.Message;
+                return false;
+            }
+            var volumes = JsonDocument.Parse(seen).RootElement.GetProperty("volumes").EnumerateArray().ToList();
+            return volumes.Count == 3 && volumes.All(v => v.GetProperty("state").GetString() == "up" && v.GetProperty("healthy").GetBoolean());
+        }, Recovery, () => seen, "every volume up and healthy at the leader");
     }
 
     private static async Task PutAckedAsync(TestCluster cluster, NodeProcess via, string key, byte[] value, Dictionary<string, byte[]> acknowledged)

@@ -62,6 +62,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     {
         if (leader.IsLeader)
         {
+            Tracker.StartGrace();
             _ = Task.Run(async () =>
             {
                 try

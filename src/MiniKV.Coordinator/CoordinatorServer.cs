@@ -129,6 +129,11 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 try
                 {
                     await next(context);
+                    if (context.Response.StatusCode == 405 && !context.Response.HasStarted && !IsGrpc(context))
+                    {
+                        // Routing's own 405 (a known path, another method) has no body; SPEC wants the JSON error.
+                        await new Problem(405, "method_not_allowed", $"{context.Request.Method} is not allowed on {context.Request.Path}; see SPEC.md for the API").WriteAsync(context);
+                    }
                 }
                 catch (Exception e) when (e is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
                 {

@@ -174,7 +174,7 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
                 var line = head.Split("\r\n")[0];
                 output.WriteLine($"{(line.Length > 80 ? line[..80] + "..." : line)} -> {response.Status} {response.Body}");
                 Assert.True(status == response.Status, $"{head.Split("\r\n")[0]}: expected {status}, got {response.Status}\n{response.Head}\n{response.Body}");
-                if (expectJson && status != 405)
+                if (expectJson)
                 {
                     using var json = JsonDocument.Parse(response.Body);
                     Assert.False(string.IsNullOrEmpty(json.RootElement.GetProperty("error").GetString()));
@@ -199,6 +199,8 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
             await Expect(404, Get("/no/such/route"));
             await Expect(405, $"PATCH /kv/some-key HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             await Expect(400, Get("/kv?limit=banana"));
+            await Expect(405, $"POST /kv/some-key HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            await Expect(404, $"DELETE /admin/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 
             // A 1024-byte key is fine, and nothing of the rejected requests was stored.
             using (var r = await PutRetryingUnavailableAsync(cluster.Http, follower, "after-bad-input", [4, 5]))
@@ -220,6 +222,28 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
                 Assert.True(node.IsRunning, node.Name + " died");
                 Assert.True(await cluster.IsReadyAsync(node), node.Name + " is not ready after bad input");
             }
+        });
+    }
+
+    [Fact]
+    public async Task Admin_status_on_a_follower_shows_the_leaders_volume_counters()
+    {
+        var cluster = await shared.GetAsync(output);
+        await cluster.RunAsync(output, async () =>
+        {
+            var leader = await cluster.LeaderAsync(Quick);
+            var follower = cluster.Coordinators.First(c => c != leader);
+            var seen = "";
+            await Eventually.TrueAsync(async () =>
+            {
+                seen = await cluster.Http.GetStringAsync(follower.HttpUrl + "/admin/status");
+                var root = JsonDocument.Parse(seen).RootElement;
+                Assert.Equal(3, root.GetProperty("coordinators").GetArrayLength());
+                var volumes = root.GetProperty("volumes").EnumerateArray().ToList();
+                return volumes.Count == 3 && volumes.All(v => v.GetProperty("keys").ValueKind == JsonValueKind.Number
+                    && v.GetProperty("free_bytes").ValueKind == JsonValueKind.Number);
+            }, Quick, () => seen, $"volume counters in {follower.Name}'s /admin/status");
+            output.WriteLine($"{follower.Name} /admin/status: {seen}");
         });
     }
 

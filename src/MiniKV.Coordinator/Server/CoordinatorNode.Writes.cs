@@ -74,6 +74,7 @@ public sealed partial class CoordinatorNode
                     _ => Problem.NotEnoughVolumes(staged.Message),
                 });
             }
+            await Failpoints.HitAsync("write.after-prepare", request.Key);
             var ids = new string[staged.Prepared.Count];
             for (var i = 0; i < ids.Length; i++)
             {
@@ -102,6 +103,7 @@ public sealed partial class CoordinatorNode
             }
             committed = true;
             Metrics.Count("minikv_coord_transactions_total{outcome=\"committed\"}");
+            await Failpoints.HitAsync("write.after-commit-point", request.Key);
             var missed = await Volumes.CommitAsync(tx, staged.Prepared);
             EndPhase("commit", phase);
             if (missed.Count > 0)

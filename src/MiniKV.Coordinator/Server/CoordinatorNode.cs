@@ -78,6 +78,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     {
         if (leader.IsLeader)
         {
+            Tracker.StartGrace();
             _ = Task.Run(async () =>
             {
                 try

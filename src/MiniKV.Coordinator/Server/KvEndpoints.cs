@@ -14,6 +14,9 @@ internal static class KvEndpoints
     private const int DefaultLimit = 1000;
     private const int MaxLimit = 10000;
 
+    /// <summary>How long a follower waits for a leader to be known before answering 503 (a few election timeouts).</summary>
+    private static readonly TimeSpan LeaderWait = TimeSpan.FromSeconds(2);
+
     public static void Map(WebApplication app, CoordinatorNode node, IRequestForwarder? forwarder)
     {
         app.MapMethods("/kv/{**key}", [HttpMethods.Put], c => TimedAsync(node, "put", c, () => PutAsync(node, forwarder, c)));
@@ -46,7 +49,11 @@ internal static class KvEndpoints
         {
             return false;
         }
-        var leader = node.LeaderHttp();
+        var leader = node.LeaderHttp() ?? await WaitForLeaderAsync(node, context.RequestAborted);
+        if (node.Consensus.Leader.IsLeader)
+        {
+            return false; // elected while waiting
+        }
         if (leader == null)
         {
             await Problem.NoLeader("no leader is known right now (an election may be under way); retry shortly").WriteAsync(context);
@@ -59,6 +66,36 @@ internal static class KvEndpoints
         }
         await forwarder.ForwardAsync(context, leader, context.RequestAborted);
         return true;
+    }
+
+    /// <summary>
+    /// Right after a leader dies (or just after /health/ready, when leadership can still move) no leader is known for
+    /// an election's time; waiting that long here turns a 503 the client would have to retry into a short delay.
+    /// Null when none is known within <see cref="LeaderWait"/> (then 503 with Retry-After).
+    /// </summary>
+    private static async Task<Uri?> WaitForLeaderAsync(CoordinatorNode node, CancellationToken cancellationToken)
+    {
+        var deadline = Environment.TickCount64 + (long)LeaderWait.TotalMilliseconds;
+        while (Environment.TickCount64 < deadline && !cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(20, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+            if (node.Consensus.Leader.IsLeader)
+            {
+                return null;
+            }
+            if (node.LeaderHttp() is { } leader)
+            {
+                return leader;
+            }
+        }
+        return null;
     }
 
     private static bool TryKey(HttpContext context, out byte[] key, out Problem? problem)

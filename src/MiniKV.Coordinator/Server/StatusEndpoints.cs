@@ -6,6 +6,8 @@ namespace MiniKV.Coordinator.Server;
 /// <summary><c>/health/live</c>, <c>/health/ready</c>, <c>/metrics</c> and <c>/admin/status</c> (SPEC.md).</summary>
 internal static class StatusEndpoints
 {
+    private static readonly HttpClient LeaderClient = new(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(1) });
+
     public static void Map(WebApplication app, CoordinatorNode node)
     {
         app.MapGet("/health/live", () => Results.Text("ok\n"));
@@ -24,11 +26,38 @@ internal static class StatusEndpoints
             context.Response.ContentType = "text/plain; version=0.0.4";
             return context.Response.WriteAsync(node.Metrics.Render());
         });
-        app.MapGet("/admin/status", context =>
+        app.MapGet("/admin/status", async context =>
         {
+            var status = Status(node);
+            if (!node.Consensus.Leader.IsLeader && !context.Request.Query.ContainsKey("local") && node.LeaderHttp() is { } leader
+                && await LeaderVolumesAsync(leader, context.RequestAborted) is { } volumes)
+            {
+                status["volumes"] = volumes;
+            }
             context.Response.ContentType = "application/json";
-            return context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(Status(node))).AsTask();
+            await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(status));
         });
+    }
+
+    /// <summary>
+    /// Volume heartbeats go to the leader only and stay out of the Raft log (one proposal per heartbeat would cost
+    /// more than the numbers are worth), so a follower's own volume counters are empty: it shows the leader's
+    /// <c>volumes</c> instead, or its own (counters null) when the leader does not answer within a second.
+    /// </summary>
+    private static async Task<JsonElement?> LeaderVolumesAsync(Uri leader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(1));
+            await using var stream = await LeaderClient.GetStreamAsync(new Uri(leader, "/admin/status?local=1"), timeout.Token);
+            using var document = await JsonDocument.ParseAsync(stream, cancellationToken: timeout.Token);
+            return document.RootElement.TryGetProperty("volumes", out var volumes) && volumes.ValueKind == JsonValueKind.Array ? volumes.Clone() : null;
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or IOException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Ready: a leader is known, and this node's state is caught up (the leader: it applied every earlier term).</summary>

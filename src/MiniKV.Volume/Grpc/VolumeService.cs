@@ -137,6 +137,7 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
 
     public override async Task<CommitResponse> Commit(CommitRequest request, ServerCallContext context)
     {
+        await Failpoints.HitAsync("volume.before-commit");
         var response = new CommitResponse();
         response.Results.Add(await DecideAsync(request.TxIds, commit: true, context));
         return response;

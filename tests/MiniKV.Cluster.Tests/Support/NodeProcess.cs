@@ -33,6 +33,9 @@ public sealed class NodeProcess : IDisposable
     public bool IsRunning => _process is { HasExited: false };
     public int Pid => _process?.Id ?? throw new InvalidOperationException(Name + " is not started");
 
+    /// <summary>Environment variables given to every later start (e.g. MINIKV_FAILPOINTS); the test's MINIKV_* are not.</summary>
+    public Dictionary<string, string> ExtraEnvironment { get; } = new(StringComparer.Ordinal);
+
     public void Start()
     {
         if (IsRunning)
@@ -56,6 +59,10 @@ public sealed class NodeProcess : IDisposable
         {
             info.Environment.Remove(key);
         }
+        foreach (var (key, value) in ExtraEnvironment)
+        {
+            info.Environment[key] = value;
+        }
         Keep($"--- {DateTime.UtcNow:O} start dotnet {_dll} {string.Join(' ', _arguments)}");
         var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
         process.OutputDataReceived += (_, e) => Keep(e.Data);
@@ -75,6 +82,25 @@ public sealed class NodeProcess : IDisposable
             process.WaitForExit();
         }
     }
+
+    /// <summary>SIGSTOP (freeze: no Raft messages, no answers, sockets stay open) or SIGCONT (thaw).</summary>
+    public void Signal(string signal)
+    {
+        if (_process is { HasExited: false } process)
+        {
+            Keep($"--- {DateTime.UtcNow:O} SIG{signal}");
+            using var kill = Process.Start("kill", ["-" + signal, process.Id.ToString(CultureInfo.InvariantCulture)]);
+            kill.WaitForExit();
+        }
+    }
+
+    /// <summary>Waits until a line of this node's output (any incarnation) contains <paramref name="text"/>.</summary>
+    public Task WaitForOutputAsync(string text, TimeSpan timeout) =>
+        Eventually.TrueAsync(() => _output.Any(line => line.Contains(text, StringComparison.Ordinal)), timeout,
+            () => $"{Name} never printed '{text}' (running: {IsRunning})", "an output line");
+
+    /// <summary>True when a line of this node's output (any incarnation) contains <paramref name="text"/>.</summary>
+    public bool Printed(string text) => _output.Any(line => line.Contains(text, StringComparison.Ordinal));
 
     /// <summary>SIGTERM and wait for a clean exit; SIGKILL if it does not come within the timeout.</summary>
     public async Task StopAsync(TimeSpan timeout)

@@ -33,9 +33,12 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>The temporary directory holding every node's data (a volume's is {Root}/{name}/data and /wal).</summary>
     public string Root => _root;
 
-    /// <summary>Starts all six servers and waits until every one answers /health/ready.</summary>
+    /// <summary>
+    /// Starts all six servers and waits until every one answers /health/ready. <paramref name="configure"/> sees each
+    /// node before its first start (e.g. to set <see cref="NodeProcess.ExtraEnvironment"/>).
+    /// </summary>
     /// <param name="coordinatorFlags">Extra flags for every coordinator (e.g. the automatic repair's pace).</param>
-    public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", IReadOnlyList<string>? coordinatorFlags = null)
+    public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", IReadOnlyList<string>? coordinatorFlags = null, Action<NodeProcess>? configure = null)
     {
         var root = Path.Combine(Path.GetTempPath(), "minikv-cluster-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
@@ -76,6 +79,7 @@ public sealed class TestCluster : IAsyncDisposable
         {
             foreach (var node in cluster.All)
             {
+                configure?.Invoke(node);
                 node.Start();
             }
             await cluster.WaitReadyAsync(cluster.All, ReadyTimeout);

@@ -33,8 +33,7 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>The temporary directory holding every node's data (a volume's is {Root}/{name}/data and /wal).</summary>
     public string Root => _root;
 
-    /// <summary>Starts all six servers and waits until every one answers /health/ready.</summary>
-    /// <param name="coordinatorFlags">Extra flags for every coordinator (e.g. the automatic repair's pace).</param>
+    /// <summary>Starts all six servers and waits until every one answers /health/ready; <c>coordinatorFlags</c> are added to every coordinator's command line.</summary>
     public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", IReadOnlyList<string>? coordinatorFlags = null)
     {
         var root = Path.Combine(Path.GetTempPath(), "minikv-cluster-" + Guid.NewGuid().ToString("N")[..12]);

@@ -1,10 +1,10 @@
 using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
 using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Metadata.Commands;
 using MiniKV.Coordinator.Operations;
 using MiniKV.Coordinator.Server;
 using MiniKV.Coordinator.Tests.Support;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace MiniKV.Coordinator.Tests.Operations;
 

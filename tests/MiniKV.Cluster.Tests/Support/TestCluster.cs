@@ -34,10 +34,10 @@ public sealed class TestCluster : IAsyncDisposable
     public string Root => _root;
 
     /// <summary>
-    /// Starts all six servers and waits until every one answers /health/ready. <paramref name="configure"/> sees each
-    /// node before its first start (e.g. to set <see cref="NodeProcess.ExtraEnvironment"/>).
+    /// Starts all six servers and waits until every one answers /health/ready. <c>coordinatorFlags</c> are added to
+    /// every coordinator's command line; <c>configure</c> sees each node before its first start (e.g. to set
+    /// <see cref="NodeProcess.ExtraEnvironment"/>).
     /// </summary>
-    /// <param name="coordinatorFlags">Extra flags for every coordinator (e.g. the automatic repair's pace).</param>
     public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", IReadOnlyList<string>? coordinatorFlags = null, Action<NodeProcess>? configure = null)
     {
         var root = Path.Combine(Path.GetTempPath(), "minikv-cluster-" + Guid.NewGuid().ToString("N")[..12]);

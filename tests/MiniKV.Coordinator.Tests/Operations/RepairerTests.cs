@@ -1,10 +1,10 @@
 using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
 using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Metadata.Commands;
 using MiniKV.Coordinator.Operations;
 using MiniKV.Coordinator.Server;
 using MiniKV.Coordinator.Tests.Support;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace MiniKV.Coordinator.Tests.Operations;
 
@@ -79,7 +79,7 @@ public sealed class RepairerTests : IAsyncDisposable
     {
         Write("a", 5, "v1");
         var (_, result) = await RepairAsync(dryRun: true);
-        Assert.Equal(1L, (long?)result["keys_to_repair"]);
+        Assert.Equal(1, (int?)result["keys_to_repair"]);
         Assert.Equal(2L, (long?)result["copies_planned"]);
         Assert.Empty(_volumes.Pulls);
         Assert.Equal(["v1"], _state.GetKey("a"u8.ToArray())!.Volumes);

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 using MiniKV.Cluster.Tests.Support;
 using Xunit.Abstractions;
@@ -23,7 +22,7 @@ public sealed class RebalanceTests(ITestOutputHelper output)
     {
         await using var cluster = await TestCluster.StartAsync(output);
         var root = Path.Combine(Path.GetTempPath(), "minikv-rebalance-" + Guid.NewGuid().ToString("N")[..12]);
-        using var vol4 = NewVolume(cluster, root, "vol-4");
+        var vol4 = NewVolume(cluster, root, "vol-4"); // disposed in finally, before its directory goes
         try
         {
             await cluster.RunAsync(output, async () =>
@@ -148,7 +147,7 @@ public sealed class RebalanceTests(ITestOutputHelper output)
         var keys = int.Parse(Environment.GetEnvironmentVariable("MINIKV_REBALANCE_KEYS") ?? "400", CultureInfo.InvariantCulture);
         await using var cluster = await TestCluster.StartAsync(output);
         var root = Path.Combine(Path.GetTempPath(), "minikv-rebalance-" + Guid.NewGuid().ToString("N")[..12]);
-        using var vol4 = NewVolume(cluster, root, "vol-4");
+        var vol4 = NewVolume(cluster, root, "vol-4"); // disposed in finally, before its directory goes
         try
         {
             await cluster.RunAsync(output, async () =>

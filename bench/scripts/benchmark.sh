@@ -12,6 +12,7 @@
 # Environment (defaults): CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=20s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
 #   ROUNDS=3 (put, get, stale repeated; the table shows medians and each round's figures)
 #   CLUSTER_WARMUP=30s (unmeasured mixed load on each cluster first; 0: none)
+#   ELECTION_TIMEOUT_MS=1000-2000 (minikv coordinators' --election-timeout-ms, like etcd's default 1 s)
 #   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0 (1 keeps the data and logs) READY_TIMEOUT=300 (seconds for the clusters to start)
 #   COORD_PORT=5000 VOLUME_PORT=6000 ETCD_PORT=2379 (first ports; each cluster uses 6 from there, so two runs of the
 #   script on one machine do not collide when these differ)
@@ -27,6 +28,7 @@ LARGE_SIZE=${LARGE_SIZE:-1GiB}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
 ROUNDS=${ROUNDS:-3}
+ELECTION_TIMEOUT_MS=${ELECTION_TIMEOUT_MS:-1000-2000}
 CLUSTER_WARMUP=${CLUSTER_WARMUP:-30s}
 # Starting six .NET servers on a loaded 2-core box has taken over 60 s (JIT); the default leaves room for that.
 READY_TIMEOUT=${READY_TIMEOUT:-300}
@@ -122,7 +124,9 @@ if [ "$RUN_MINIKV" = 1 ]; then
   log "minikv: starting a dev cluster (3 coordinators, 3 volumes) in $WORK/minikv"
   # exec: the PID recorded below must be minikv dev itself (not a subshell running a function), or cleanup would
   # stop the subshell and leave the cluster running.
-  exec_minikv dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
+  # etcd's default election timeout is 1 s (randomized up to 2 s); minikv's default of 150-300 ms made leadership move
+  # every few seconds on this loaded 2-core box (and every move costs writes), so both run with the same order.
+  MINIKV_ELECTION_TIMEOUT_MS=$ELECTION_TIMEOUT_MS exec_minikv dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
   PIDS+=($!)
   for port in $COORD_HTTP_PORTS $VOLUME_HTTP_PORTS; do
     wait_http "http://127.0.0.1:$port/health/ready" "$READY_TIMEOUT" || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }

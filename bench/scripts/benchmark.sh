@@ -10,6 +10,9 @@
 #
 # Usage: bench/scripts/benchmark.sh [--etcd-only | --minikv-only]
 # Environment (defaults): CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=20s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
+#   ROUNDS=3 (put, get, stale repeated; the table shows medians and each round's figures)
+#   CLUSTER_WARMUP=30s (unmeasured mixed load on each cluster first; 0: none)
+#   ELECTION_TIMEOUT_MS=1000-2000 (minikv coordinators' --election-timeout-ms, like etcd's default 1 s)
 #   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0 (1 keeps the data and logs) READY_TIMEOUT=300 (seconds for the clusters to start)
 #   COORD_PORT=5000 VOLUME_PORT=6000 ETCD_PORT=2379 (first ports; each cluster uses 6 from there, so two runs of the
 #   script on one machine do not collide when these differ)
@@ -24,6 +27,9 @@ KEYS=${KEYS:-10000}
 LARGE_SIZE=${LARGE_SIZE:-1GiB}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
+ROUNDS=${ROUNDS:-3}
+ELECTION_TIMEOUT_MS=${ELECTION_TIMEOUT_MS:-1000-2000}
+CLUSTER_WARMUP=${CLUSTER_WARMUP:-30s}
 # Starting six .NET servers on a loaded 2-core box has taken over 60 s (JIT); the default leaves room for that.
 READY_TIMEOUT=${READY_TIMEOUT:-300}
 COORD_PORT=${COORD_PORT:-5000}
@@ -118,30 +124,45 @@ if [ "$RUN_MINIKV" = 1 ]; then
   log "minikv: starting a dev cluster (3 coordinators, 3 volumes) in $WORK/minikv"
   # exec: the PID recorded below must be minikv dev itself (not a subshell running a function), or cleanup would
   # stop the subshell and leave the cluster running.
-  exec_minikv dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
+  # etcd's default election timeout is 1 s (randomized up to 2 s); minikv's default of 150-300 ms made leadership move
+  # every few seconds on this loaded 2-core box (and every move costs writes), so both run with the same order.
+  MINIKV_ELECTION_TIMEOUT_MS=$ELECTION_TIMEOUT_MS exec_minikv dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
   PIDS+=($!)
   for port in $COORD_HTTP_PORTS $VOLUME_HTTP_PORTS; do
     wait_http "http://127.0.0.1:$port/health/ready" "$READY_TIMEOUT" || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
   done
 fi
-log "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; uptime: $(uptime)"
 
 # -------- the runs (each writes one JSON line) --------
 run() { # NAME TARGET CONCURRENCY VALUE-SIZE KEYS ARGS...: one `minikv bench` run, JSON to $RESULTS/NAME.json
   local name=$1 target=$2 clients=$3 size=$4 keys=$5; shift 5
-  log "$name"
+  log "$name ($(cut -d' ' -f1 /proc/loadavg))"
   minikv bench --target "$target" --etcd "$ETCD_URL" --coordinator "$COORDINATORS" --concurrency "$clients" \
     --value-size "$size" --duration "$DURATION" --warmup "$WARMUP" --keys "$keys" --seed 1 --json "$@" >"$RESULTS/$name.json"
 }
-for phase in put get stale; do
-  for target in etcd minikv; do
-    if [ "$target" = etcd ] && [ "$RUN_ETCD" != 1 ]; then continue; fi
-    if [ "$target" = minikv ] && [ "$RUN_MINIKV" != 1 ]; then continue; fi
-    case $phase in
-      put) run "$target-put" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix write ;;
-      get) run "$target-get" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload ;;
-      stale) run "$target-stale" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload false --consistency stale ;;
-    esac
+targets() { [ "$RUN_ETCD" = 1 ] && echo etcd; [ "$RUN_MINIKV" = 1 ] && echo minikv; true; }
+# A fresh .NET server runs tier-0 and instrumented code for its first tens of seconds (longer on a loaded box, where
+# the background JIT thread waits for a core); etcd is compiled ahead. Both clusters get the same unmeasured mixed
+# load first, so the rounds compare steady states.
+if [ "$CLUSTER_WARMUP" != 0 ]; then
+  for target in $(targets); do
+    log "$target: warming up for $CLUSTER_WARMUP (not measured)"
+    minikv bench --target "$target" --etcd "$ETCD_URL" --coordinator "$COORDINATORS" --concurrency "$CONCURRENCY" \
+      --value-size "$VALUE_SIZE" --duration "$CLUSTER_WARMUP" --warmup 0s --keys "$KEYS" --seed 2 --mix 50:50 --preload --json >"$RESULTS/warmup-$target.json"
+  done
+fi
+for round in $(seq "$ROUNDS"); do
+  for phase in put get stale; do
+    for target in $(targets); do
+      case $phase in
+        put) run "$target-put-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix write ;;
+        get) # the warmup wrote every key; without it, the first round writes them
+          preload=false; if [ "$round" = 1 ] && [ "$CLUSTER_WARMUP" = 0 ]; then preload=true; fi
+          run "$target-get-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload "$preload" ;;
+        stale) run "$target-stale-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload false --consistency stale ;;
+      esac
+    done
   done
 done
 if [ "$RUN_MINIKV" = 1 ] && [ "$LARGE_SIZE" != 0 ]; then
@@ -151,24 +172,27 @@ fi
 log "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # -------- side by side --------
-python3 - "$RESULTS" "$CONCURRENCY" "$VALUE_SIZE" <<'PY'
-import json, os, sys
-results, concurrency, size = sys.argv[1], sys.argv[2], sys.argv[3]
+python3 - "$RESULTS" "$CONCURRENCY" "$VALUE_SIZE" "$ROUNDS" <<'PY'
+import json, os, statistics, sys
+results, concurrency, size, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 def load(name):
     path = os.path.join(results, name + ".json")
     return json.load(open(path)) if os.path.exists(path) else None
+def runs(target, phase, op):
+    return [r[op] for r in (load(f"{target}-{phase}-r{i}") for i in range(1, rounds + 1)) if r]
+def median(runs, field):
+    return statistics.median(r[field] for r in runs) if runs else None
 rows = [("put", "put", "write"), ("get (linearizable)", "get", "read"), ("get stale / etcd serializable", "stale", "read")]
-print(f"minikv vs etcd: {concurrency} clients, {size} values, same machine, same run")
-print(f"{'operation':31} {'minikv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'etcd ops/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'ratio':>6}")
+print(f"minikv vs etcd: {concurrency} clients, {size} values, same machine, same run; medians of {rounds} rounds")
+print(f"{'operation':31} {'minikv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'etcd ops/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'ratio':>6} | per round: minikv/etcd ops/s")
 for label, phase, op in rows:
-    m, e = load("minikv-" + phase), load("etcd-" + phase)
-    ms = m[op] if m else None
-    es = e[op] if e else None
-    def cells(s, width):
-        return (f"{s['ops_per_s']:>{width}.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} {s['errors']:>6}" if s
+    m, e = runs("minikv", phase, op), runs("etcd", phase, op)
+    def cells(rs, width):
+        return (f"{median(rs, 'ops_per_s'):>{width}.0f} {median(rs, 'p50_ms'):>7.2f} {median(rs, 'p99_ms'):>7.2f} {sum(r['errors'] for r in rs):>6}" if rs
                 else f"{'-':>{width}} {'-':>7} {'-':>7} {'-':>6}")
-    ratio = f"{ms['ops_per_s'] / es['ops_per_s']:>5.2f}x" if ms and es and es["ops_per_s"] > 0 else f"{'-':>6}"
-    print(f"{label:31} {cells(ms, 12)} | {cells(es, 10)} | {ratio}")
+    ratio = f"{median(m, 'ops_per_s') / median(e, 'ops_per_s'):>5.2f}x" if m and e and median(e, "ops_per_s") > 0 else f"{'-':>6}"
+    per_round = " ".join(f"{a['ops_per_s']:.0f}/{b['ops_per_s']:.0f}" for a, b in zip(m, e)) if m and e else ""
+    print(f"{label:31} {cells(m, 12)} | {cells(e, 10)} | {ratio} | {per_round}")
 for phase, op in (("large-put", "write"), ("large-get", "read")):
     r = load("minikv-" + phase)
     if r:

@@ -72,7 +72,11 @@ public sealed partial class BlobStore
     /// by one, sharing one group commit. Results are in the order of <paramref name="txs"/>.
     /// Thread-safety: may be called concurrently with every other member.
     /// </summary>
-    public async ValueTask<WriteResult[]> DecideManyAsync(IReadOnlyList<TxId> txs, bool commit)
+    /// <remarks>With <c>durable</c> false the decisions are acknowledged once written, before an fsync (the next synced
+    /// write, or the maintenance tick within a second, makes them durable). For a caller whose decisions are kept
+    /// elsewhere, like a volume whose coordinators answer TransactionOutcome: a crash can only return such a
+    /// transaction to prepared (with everything written after it lost too), never lose its staged value.</remarks>
+    public async ValueTask<WriteResult[]> DecideManyAsync(IReadOnlyList<TxId> txs, bool commit, bool durable = true)
     {
         ThrowIfFailed();
         var decision = commit ? RecordKind.Commit : RecordKind.Abort;
@@ -85,7 +89,7 @@ public sealed partial class BlobStore
                 results[i] = earlier;
                 continue;
             }
-            ops[i] = new WriteOp(decision, key, ReadOnlyMemory<byte>.Empty) { Tx = txs[i] };
+            ops[i] = new WriteOp(decision, key, ReadOnlyMemory<byte>.Empty) { Tx = txs[i], Lazy = !durable };
         }
         await SubmitAllAsync(ops, results, null);
         return results;

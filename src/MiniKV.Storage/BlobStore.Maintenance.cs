@@ -35,9 +35,9 @@ public sealed partial class BlobStore
         {
             try
             {
-                if (_options.Durability == DurabilityMode.Interval)
+                if (_options.Durability != DurabilityMode.Never)
                 {
-                    SyncIfDirty();
+                    SyncIfDirty(); // Interval: its window; Always: lazy decisions left unsynced by an idle store
                 }
                 if (_options.CompactionInterval > TimeSpan.Zero && clock.GetElapsedTime(lastCompaction) >= _options.CompactionInterval)
                 {

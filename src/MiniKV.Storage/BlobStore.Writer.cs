@@ -137,12 +137,14 @@ public sealed partial class BlobStore
         }
 
         var size = 0;
+        var sync = false;
         foreach (var op in batch)
         {
             if (!Validate(op))
             {
                 continue;
             }
+            sync |= !op.Lazy;
             var recordSize = op.RecordSize;
             if (_batchBuffer.Length < size + recordSize)
             {
@@ -156,7 +158,7 @@ public sealed partial class BlobStore
         {
             try
             {
-                AppendDurably(_batchBuffer.AsSpan(0, size));
+                AppendDurably(_batchBuffer.AsSpan(0, size), sync);
             }
             catch (Exception e)
             {
@@ -180,8 +182,13 @@ public sealed partial class BlobStore
         }
     }
 
-    /// <summary>Appends encoded records to the active segment (and WAL) and makes them as durable as the mode asks.</summary>
-    private void AppendDurably(ReadOnlySpan<byte> records)
+    /// <summary>
+    /// Appends encoded records to the active segment (and WAL) and makes them as durable as the mode asks; with
+    /// <paramref name="sync"/> false (only lazy records) the fsync is left to the next synced batch or the
+    /// maintenance tick. The log is one file, so a later fsync also covers these records: a crash can lose them
+    /// only together with everything written after them.
+    /// </summary>
+    private void AppendDurably(ReadOnlySpan<byte> records, bool sync = true)
     {
         var segmentLength = _active.Length;
         try
@@ -203,7 +210,7 @@ public sealed partial class BlobStore
             }
             throw;
         }
-        if (_options.Durability == DurabilityMode.Always)
+        if (_options.Durability == DurabilityMode.Always && sync)
         {
             SyncLog();
         }
@@ -417,6 +424,8 @@ public sealed partial class BlobStore
         public ReadOnlyMemory<byte> Value { get; set; }
         public TxId Tx { get; init; }
         public long PreparedAtMs { get; init; }
+        /// <summary>A record that need not be fsynced before it is acknowledged (see <see cref="DecideManyAsync"/>): a batch of only such records skips the fsync.</summary>
+        public bool Lazy { get; init; }
         /// <summary>For Commit/Abort: the prepared transaction taken out of the pending table by validation.</summary>
         public PendingTx? Decided { get; set; }
         /// <summary>For a second decision of the same transaction within one batch: the first, whose answer it shares.</summary>

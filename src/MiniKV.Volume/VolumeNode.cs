@@ -86,7 +86,9 @@ public sealed class VolumeNode
     /// one-decision-per-transaction rule as <see cref="DecideAsync"/>: a transaction another call is deciding
     /// right now is decided after it, on its own.
     /// </summary>
-    public async ValueTask<WriteResult[]> DecideManyAsync(TxId[] txs, bool commit)
+    /// <remarks>With <c>durable</c> false: acknowledged before the fsync (see <see cref="BlobStore.DecideManyAsync"/>); right for the
+    /// coordinators' Commit and Abort calls, whose outcome the Raft log keeps and TransactionOutcome answers after a crash.</remarks>
+    public async ValueTask<WriteResult[]> DecideManyAsync(TxId[] txs, bool commit, bool durable = true)
     {
         var results = new WriteResult[txs.Length];
         var batch = new TaskCompletionSource<WriteResult>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -110,7 +112,7 @@ public sealed class VolumeNode
             {
                 ids[i] = txs[claimed[i]];
             }
-            var decided = await Store.DecideManyAsync(ids, commit);
+            var decided = await Store.DecideManyAsync(ids, commit, durable);
             for (var i = 0; i < ids.Length; i++)
             {
                 results[claimed[i]] = decided[i];

@@ -20,8 +20,9 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output) : IAsyncLifetim
 
     private readonly List<BlobStore> _abandoned = [];
 
-    private static StoreOptions Options(FaultyFileSystem fs, bool wal, DurabilityMode durability = DurabilityMode.Always, TimeSpan? syncInterval = null) => new()
+    private static StoreOptions Options(FaultyFileSystem fs, bool wal, DurabilityMode durability = DurabilityMode.Always, TimeSpan? syncInterval = null, TimeProvider? clock = null) => new()
     {
+        Clock = clock ?? TimeProvider.System,
         DataDirectory = DataDir,
         WalDirectory = wal ? WalDir : null,
         Durability = durability,
@@ -1253,5 +1254,67 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output) : IAsyncLifetim
         Assert.True(got.AsSpan().SequenceEqual(v2) || (durability != DurabilityMode.Always && got.AsSpan().SequenceEqual(v1)),
             $"'k' reads '{Preview(got)}'");
         await store.DisposeAsync();
+    }
+
+    // ------------------------------------------------------------------ lazy decisions (a volume with coordinators)
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Lazy_decisions_skip_the_fsync_and_a_crash_can_only_return_them_to_prepared(bool wal)
+    {
+        var fs = new FaultyFileSystem();
+        // The maintenance tick would sync lazy decisions within a second: a clock that never ticks keeps them unsynced.
+        var options = Options(fs, wal, clock: new FakeStoppedClock());
+        var store = await BlobStore.OpenAsync(options);
+        var committed = new TxId(9, 1);
+        var aborted = new TxId(9, 2);
+        Assert.True((await store.PrepareAsync(committed, K("lazy-c"), new MemoryStream(V("lazy-c", 0, 300)))).IsOk);
+        Assert.True((await store.PrepareAsync(aborted, K("lazy-a"), new MemoryStream(V("lazy-a", 0, 300)))).IsOk);
+        var fsyncs = store.GetStats().Fsyncs;
+        Assert.True((await store.DecideManyAsync([committed], commit: true, durable: false))[0].IsOk);
+        Assert.True((await store.DecideManyAsync([aborted], commit: false, durable: false))[0].IsOk);
+        Assert.Equal(fsyncs, store.GetStats().Fsyncs);
+        Assert.Equal(V("lazy-c", 0, 300), store.Read(K("lazy-c")).Value.ToArray());
+        Assert.Empty(store.ListPrepared());
+
+        store = await CrashAndReopenAsync(fs, store, options); // drops everything not fsynced
+        var prepared = store.ListPrepared().Select(p => p.Id).ToList();
+        Assert.Equal(2, prepared.Count);
+        Assert.Contains(committed, prepared);
+        Assert.Contains(aborted, prepared);
+        Assert.Equal(StoreStatus.NotFound, store.Read(K("lazy-c")).Status);
+        // The outcome learned again (a volume asks its coordinators) still finds the staged bytes.
+        Assert.True((await store.CommitAsync(committed)).IsOk);
+        Assert.True((await store.AbortAsync(aborted)).IsOk);
+        Assert.Equal(V("lazy-c", 0, 300), store.Read(K("lazy-c")).Value.ToArray());
+
+        // A later synced write makes an earlier lazy decision durable with it.
+        var later = new TxId(9, 3);
+        Assert.True((await store.PrepareAsync(later, K("lazy-l"), new MemoryStream(V("lazy-l", 0, 200)))).IsOk);
+        Assert.True((await store.DecideManyAsync([later], commit: true, durable: false))[0].IsOk);
+        Assert.True((await store.PutAsync(K("synced"), V("synced", 0, 100))).IsOk);
+        store = await CrashAndReopenAsync(fs, store, options);
+        Assert.Empty(store.ListPrepared());
+        Assert.Equal(V("lazy-l", 0, 200), store.Read(K("lazy-l")).Value.ToArray());
+        Assert.Equal(V("lazy-c", 0, 300), store.Read(K("lazy-c")).Value.ToArray());
+        await store.DisposeAsync();
+    }
+
+    /// <summary>A clock whose timers never fire (the store's maintenance loop never ticks).</summary>
+    private sealed class FakeStoppedClock : TimeProvider
+    {
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) => new NeverTimer();
+
+        private sealed class NeverTimer : ITimer
+        {
+            public bool Change(TimeSpan dueTime, TimeSpan period) => true;
+
+            public void Dispose()
+            {
+            }
+
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
     }
 }

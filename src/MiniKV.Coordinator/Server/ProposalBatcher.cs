@@ -24,6 +24,11 @@ public enum ProposalEnd
 /// <see cref="MaxInFlight"/> proposals are outstanding, so batches grow with load instead of proposals piling up.
 /// Thread-safety: <see cref="ProposeAsync"/> may be called from any thread.
 /// </summary>
+/// <remarks>
+/// A batch's writes are resumed inline, one after another, on the thread that learned the outcome (not one
+/// thread-pool hop each): their next step is queuing Commit calls, so the whole batch's commits reach the volume
+/// batchers together and leave as one call per volume. The code after a caller's await should therefore not block.
+/// </remarks>
 internal sealed class ProposalBatcher : IAsyncDisposable
 {
     public const int MaxWritesPerProposal = 1024;
@@ -54,7 +59,7 @@ internal sealed class ProposalBatcher : IAsyncDisposable
     /// <summary>Proposes one write begun in <paramref name="term"/>; completes when its batch is applied or failed.</summary>
     public Task<(ProposalEnd End, WriteOutcome Outcome)> ProposeAsync(long term, KeyWrite write)
     {
-        var pending = new Pending(term, write, new TaskCompletionSource<(ProposalEnd, WriteOutcome)>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var pending = new Pending(term, write, new TaskCompletionSource<(ProposalEnd, WriteOutcome)>());
         if (!_queue.Writer.TryWrite(pending))
         {
             pending.Done.TrySetResult((ProposalEnd.NotLeader, default));
@@ -104,6 +109,7 @@ internal sealed class ProposalBatcher : IAsyncDisposable
 
     private async Task ProposeBatchAsync(Pending[] batch, long term)
     {
+        var slotHeld = true;
         try
         {
             var writes = new KeyWrite[batch.Length];
@@ -126,6 +132,8 @@ internal sealed class ProposalBatcher : IAsyncDisposable
                     result = new ProposalResult(ProposalStatus.Unknown, 0, null, null);
                 }
             }
+            // Free the slot before the writes resume inline below, so the next batch need not wait for them.
+            ReleaseSlot(ref slotHeld);
             for (var i = 0; i < batch.Length; i++)
             {
                 batch[i].Done.TrySetResult(result.Status switch
@@ -138,6 +146,7 @@ internal sealed class ProposalBatcher : IAsyncDisposable
         }
         catch (Exception e)
         {
+            ReleaseSlot(ref slotHeld);
             foreach (var p in batch)
             {
                 p.Done.TrySetException(e);
@@ -145,6 +154,15 @@ internal sealed class ProposalBatcher : IAsyncDisposable
         }
         finally
         {
+            ReleaseSlot(ref slotHeld);
+        }
+    }
+
+    private void ReleaseSlot(ref bool held)
+    {
+        if (held)
+        {
+            held = false;
             _slots.Release();
         }
     }

@@ -165,7 +165,11 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
         {
             txs[i] = ParseTx(ids[i]);
         }
-        var decided = txs.Length == 1 ? [await node.DecideAsync(txs[0], commit)] : await node.DecideManyAsync(txs, commit);
+        // With coordinators, a decision need not wait for an fsync: the Raft log keeps every outcome, and a volume that
+        // crashed before its decision reached the disk finds the transaction prepared again and asks TransactionOutcome.
+        // A standalone volume has no one to ask (its undecided transactions would expire), so it syncs.
+        var durable = node.Link == null;
+        var decided = txs.Length == 1 && durable ? [await node.DecideAsync(txs[0], commit)] : await node.DecideManyAsync(txs, commit, durable);
         var results = new TxResult[ids.Count];
         for (var i = 0; i < txs.Length; i++)
         {

@@ -10,7 +10,7 @@
 # Usage: bench/scripts/read-bench.sh
 # Environment (defaults): RUNS=3 CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=10s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
 #   COORD_PORT=37100 VOLUME_PORT=37200 ETCD_PORT=47379 (members use ETCD_PORT, +1000, +2000; peers +1)
-#   FOLLOWER=0 (1: load each cluster through a follower) SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0
+#   FOLLOWER=0 (1: load each cluster through a follower) READY_TIMEOUT=300 (s, for a loaded box) SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +26,7 @@ VOLUME_PORT=${VOLUME_PORT:-37200}
 ETCD_PORT=${ETCD_PORT:-47379}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
+READY_TIMEOUT=${READY_TIMEOUT:-300}
 
 WORK=$(mktemp -d "${WORK_DIR:-/tmp}/minikv-read-bench.XXXXXX")
 RESULTS=$WORK/results
@@ -97,11 +98,11 @@ for c in "${ETCD_CLIENT[@]}"; do wait_http "http://127.0.0.1:$c/health" 60 '"tru
 
 log "minikv: starting a dev cluster (3 coordinators, 3 volumes) in $WORK/minikv"
 # dotnet itself, not the minikv function: $! must be the process that owns the servers, or stopping it misses them.
-dotnet "$MINIKV_DLL" dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --quiet \
+dotnet "$MINIKV_DLL" dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet \
   >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
 PIDS+=($!)
 for port in "$COORD_PORT" $((COORD_PORT + 2)) $((COORD_PORT + 4)) "$VOLUME_PORT" $((VOLUME_PORT + 2)) $((VOLUME_PORT + 4)); do
-  wait_http "http://127.0.0.1:$port/health/ready" 120 || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
+  wait_http "http://127.0.0.1:$port/health/ready" "$READY_TIMEOUT" || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
 done
 
 # Each load goes to its cluster's leader (FOLLOWER=1: to a follower instead), so neither side pays for forwarding

@@ -13,8 +13,8 @@ namespace MiniKV.VolumeBench;
 /// with the same bytes from memory. Kestrel is set up as <see cref="Volume.VolumeServer"/> sets up its HTTP port
 /// (slim builder, HTTP/1.1 only, no Server header, warnings-only logging, the same runtime and GC settings,
 /// routing), so the ratio measures what the volume does per request beyond a trivial handler.
-/// With <c>--file PATH</c> it also serves that file, for comparing ways of sending a large value (the volume's
-/// <c>SendFileAsync</c> against a copy loop with larger reads); see docs/benchmarks-volume.md.
+/// With <c>--file PATH</c> it also serves that file, for comparing ways of sending a large value (the volume's old
+/// <c>SendFileAsync</c> against a copy loop with larger reads, which it now uses); see docs/benchmarks.md.
 /// </summary>
 internal static class ServePeerMode
 {
@@ -59,7 +59,7 @@ internal static class ServePeerMode
     }
 
     /// <summary>
-    /// <c>GET /file/sendfile</c>: <c>HttpResponse.SendFileAsync</c>, as <c>GET /blob</c> sends large values (Kestrel has
+    /// <c>GET /file/sendfile</c>: <c>HttpResponse.SendFileAsync</c>, as <c>GET /blob</c> sent large values before 89ee516 (Kestrel has
     /// no zero-copy sendfile: it copies through a 16 KiB buffer). <c>GET /file/copy?chunk=BYTES</c>: positional reads
     /// straight into the response's pipe memory, CHUNK bytes at a time (default 256 KiB), one flush per chunk.
     /// </summary>

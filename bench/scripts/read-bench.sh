@@ -9,8 +9,8 @@
 #
 # Usage: bench/scripts/read-bench.sh
 # Environment (defaults): RUNS=3 CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=10s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
-#   COORD_PORT=15000 VOLUME_PORT=16000 ETCD_PORT=42379 (members use ETCD_PORT, +1000, +2000; peers +1)
-#   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0
+#   COORD_PORT=27100 VOLUME_PORT=27200 ETCD_PORT=23379 (members use ETCD_PORT, +1000, +2000; peers +1; all below the ephemeral range)
+#   FOLLOWER=0 (1: load each cluster through a follower) READY_TIMEOUT=300 (s, for a loaded box) SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,11 +21,12 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 KEYS=${KEYS:-10000}
 LARGE_SIZE=${LARGE_SIZE:-1GiB}
-COORD_PORT=${COORD_PORT:-15000}
-VOLUME_PORT=${VOLUME_PORT:-16000}
-ETCD_PORT=${ETCD_PORT:-42379}
+COORD_PORT=${COORD_PORT:-27100}
+VOLUME_PORT=${VOLUME_PORT:-27200}
+ETCD_PORT=${ETCD_PORT:-23379}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
+READY_TIMEOUT=${READY_TIMEOUT:-300}
 
 WORK=$(mktemp -d "${WORK_DIR:-/tmp}/minikv-read-bench.XXXXXX")
 RESULTS=$WORK/results
@@ -96,12 +97,37 @@ done
 for c in "${ETCD_CLIENT[@]}"; do wait_http "http://127.0.0.1:$c/health" 60 '"true"'; done
 
 log "minikv: starting a dev cluster (3 coordinators, 3 volumes) in $WORK/minikv"
-minikv dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --quiet \
+# dotnet itself, not the minikv function: $! must be the process that owns the servers, or stopping it misses them.
+dotnet "$MINIKV_DLL" dev --dir "$WORK/minikv" --coordinator-port "$COORD_PORT" --volume-port "$VOLUME_PORT" --ready-timeout "$READY_TIMEOUT" --quiet \
   >"$WORK/minikv-dev.out" 2>"$WORK/minikv-dev.err" &
 PIDS+=($!)
 for port in "$COORD_PORT" $((COORD_PORT + 2)) $((COORD_PORT + 4)) "$VOLUME_PORT" $((VOLUME_PORT + 2)) $((VOLUME_PORT + 4)); do
-  wait_http "http://127.0.0.1:$port/health/ready" 120 || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
+  wait_http "http://127.0.0.1:$port/health/ready" "$READY_TIMEOUT" || { tail -5 "$WORK/minikv-dev.err" >&2; exit 1; }
 done
+
+# Each load goes to its cluster's leader (FOLLOWER=1: to a follower instead), so neither side pays for forwarding
+# by the luck of the election: minikv's client sends to its first --coordinator URL, etcd's target to one member.
+FOLLOWER=${FOLLOWER:-0}
+pick_minikv() {
+  curl -fsS "http://127.0.0.1:$COORD_PORT/admin/status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin); want = "follower" if sys.argv[1] == "1" else "leader"
+print(next(c["address"] for c in s["coordinators"] if c["role"] == want and c["address"]))' "$FOLLOWER"
+}
+pick_etcd() {
+  local c
+  for c in "${ETCD_CLIENT[@]}"; do
+    curl -fsS -X POST -d '{}' "http://127.0.0.1:$c/v3/maintenance/status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin); leader = s["leader"] == s["header"]["member_id"]
+sys.exit(0 if leader == (sys.argv[1] != "1") else 1)' "$FOLLOWER" && { echo "http://127.0.0.1:$c"; return 0; }
+  done
+  return 1
+}
+for i in $(seq 100); do MINIKV_URL=$(pick_minikv 2>/dev/null) && break; sleep 0.2; done
+ETCD_URL=$(pick_etcd)
+COORDINATORS=$MINIKV_URL,$COORDINATORS
+log "minikv load goes to $MINIKV_URL, etcd load to $ETCD_URL (FOLLOWER=$FOLLOWER)"
 
 run() { # NAME TARGET VALUE-SIZE CLIENTS KEYS ARGS...: one `minikv bench` run, JSON to $RESULTS/NAME.json
   local name=$1 target=$2 size=$3 clients=$4 keys=$5; shift 5
@@ -113,7 +139,11 @@ run() { # NAME TARGET VALUE-SIZE CLIENTS KEYS ARGS...: one `minikv bench` run, J
 
 log "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 for target in etcd minikv; do
-  run "$target-preload" "$target" "$VALUE_SIZE" "$CONCURRENCY" "$KEYS" --mix read --preload true --ops 1
+  # A loaded box can time out a few preload writes (either store); the preload is idempotent, so try again.
+  for attempt in 1 2 3; do
+    if run "$target-preload" "$target" "$VALUE_SIZE" "$CONCURRENCY" "$KEYS" --mix read --preload true --ops 1; then break; fi
+    [ "$attempt" = 3 ] && { log "$target: preload failed 3 times"; exit 1; }
+  done
 done
 for r in $(seq "$RUNS"); do
   for target in etcd minikv; do

@@ -3,7 +3,7 @@
 #   1. durable Prepare+Commit of 1 KiB values at 64 writers: batched (PrepareBatch + Commit(list)) and one value per call
 #   2. GET /blob of a cached 1 KiB value under wrk -t2 -c64, against a trivial Kestrel handler (serve-peer) in the same run
 #   3. GET /blob of a 256 MiB value from the page cache (HttpClient reader and curl); beside it, for the analysis, the
-#      same blob file sent by serve-peer with HttpResponse.SendFileAsync (what the volume does) and with 1 MiB reads
+#      same blob file sent by serve-peer with HttpResponse.SendFileAsync (the volume's path before 89ee516) and with 1 MiB reads (what it does now, CRC aside)
 # Everything runs on 127.0.0.1; the script starts its own processes, records their PIDs, stops only those, and
 # deletes its temporary directory. Before each measurement it waits (up to QUIET_WAIT s) for the 1-minute load
 # average to fall below MAX_LOAD, and it reports the load it measured at.
@@ -214,7 +214,7 @@ if [[ " $PARTS " == *" large "* ]]; then
   med() { printf '%s\n' "$@" | median; }
   ROWS+=("| GET /blob of a $((LARGE_SIZE >> 20)) MiB value from the page cache, HttpClient (median of $LARGE_READS reads per run) | $(med "${HC[@]}") GB/s | ≥ 1 GB/s | runs: ${HC[*]} |")
   ROWS+=("| the same with curl -o /dev/null | $(med "${CURL[@]}") GB/s | ≥ 1 GB/s | runs: ${CURL[*]} |")
-  ROWS+=("| analysis: the same blob file, serve-peer, HttpResponse.SendFileAsync (as the volume), curl | $(med "${PEER_SENDFILE[@]}") GB/s | | runs: ${PEER_SENDFILE[*]} |")
+  ROWS+=("| analysis: the same blob file, serve-peer, HttpResponse.SendFileAsync (the volume's old path), curl | $(med "${PEER_SENDFILE[@]}") GB/s | | runs: ${PEER_SENDFILE[*]} |")
   ROWS+=("| analysis: the same blob file, serve-peer, 1 MiB RandomAccess reads into the response pipe, curl | $(med "${PEER_COPY[@]}") GB/s | | runs: ${PEER_COPY[*]} |")
 fi
 

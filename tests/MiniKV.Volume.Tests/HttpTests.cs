@@ -79,10 +79,10 @@ public sealed class HttpTests(ITestOutputHelper output) : IAsyncLifetime
         if (size > 1 << 20)
         {
             // across the file copy's 1 MiB chunk boundary, starting off it
-            const int start = (1 << 20) - 10;
-            using var r = await GetRange($"bytes={start}-{start + 29}");
+            const int Start = (1 << 20) - 10;
+            using var r = await GetRange($"bytes={Start}-{Start + 29}");
             Assert.Equal(HttpStatusCode.PartialContent, r.StatusCode);
-            Assert.Equal(value.AsSpan(start, 30).ToArray(), await r.Content.ReadAsByteArrayAsync());
+            Assert.Equal(value.AsSpan(Start, 30).ToArray(), await r.Content.ReadAsByteArrayAsync());
             using var tail = await GetRange("bytes=3-");
             Assert.Equal(value.AsSpan(3).ToArray(), await tail.Content.ReadAsByteArrayAsync());
         }

@@ -229,8 +229,8 @@ public sealed class ReadAndAdminCallTests(ITestOutputHelper output) : IAsyncLife
     [Fact]
     public async Task A_corrupted_large_value_is_cut_short_over_http_never_delivered_whole()
     {
-        const int size = (3 << 20) + 100; // more than one 1 MiB chunk of the HTTP copy
-        var value = TestRandom.Bytes(_random, size);
+        const int Size = (3 << 20) + 100; // more than one 1 MiB chunk of the HTTP copy
+        var value = TestRandom.Bytes(_random, Size);
         await _v.PutAsync("big-rot", value);
         var blob = _v.BlobFiles().Single(f => File.ReadAllBytes(f).AsSpan().IndexOf(value.AsSpan(1000, 64)) >= 0);
         using (var file = new FileStream(blob, FileMode.Open, FileAccess.ReadWrite))

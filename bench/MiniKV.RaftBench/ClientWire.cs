@@ -40,7 +40,7 @@ internal static class ClientWire
 
     public static int WriteResponse(Span<byte> dest, ClientStatus status, ulong tag, long value, string? hint)
     {
-        var hintLength = hint is null ? 0 : Encoding.UTF8.GetBytes(hint, dest[26..]);
+        var hintLength = hint is null ? 0 : Encoding.UTF8.GetBytes(hint, dest[22..]);
         var length = ResponseOverhead + hintLength;
         BinaryPrimitives.WriteUInt32LittleEndian(dest, (uint)(length - 4));
         dest[4] = Version;

@@ -15,7 +15,8 @@ namespace MiniKV.RaftBench;
 
 /// <summary>
 /// <c>node</c>: one real Raft member (RaftHost + FileRaftStorage with fsync + GrpcRaftTransport in Kestrel h2c) with
-/// <see cref="AppliedLogStateMachine"/>, and a plain-text HTTP/1.1 client endpoint (<see cref="NodeHttpApi"/>).
+/// <see cref="AppliedLogStateMachine"/>, a binary client port for proposals and reads (<see cref="NodeClientEndpoint"/>),
+/// and a plain-text HTTP/1.1 endpoint for status, the applied ids and slow-path proposals (<see cref="NodeHttpApi"/>).
 /// Peers are found by Hello on their gRPC addresses; the founding members are this node and every peer.
 /// Runs until SIGTERM or Ctrl-C.
 /// </summary>

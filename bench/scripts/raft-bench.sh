@@ -72,7 +72,9 @@ for m in n1 n2 n3 m1 m2 m3; do start_member $m; done
 RAFT=http://127.0.0.1:$(port 24201),http://127.0.0.1:$(port 24202),http://127.0.0.1:$(port 24203)
 ETCD=http://127.0.0.1:$(port 23791),http://127.0.0.1:$(port 23792),http://127.0.0.1:$(port 23793)
 # A failed run (exit 1, e.g. a kill that never recovered) is reported in its RESULT line and must not end the script.
-client() { timeout 300 dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT' || true; }
+# The failover client gets 90 s per kill: on a loaded box a restarted member took 15-30 s to rejoin, and a 300 s cap
+# cut a 20-kill run off after 10 kills without its RESULT line.
+client() { timeout "${CLIENT_TIMEOUT:-300}" dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT' || true; }
 for i in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$(port 24201)/status" | grep -q 'leader=n' && curl -sf "http://127.0.0.1:$(port 23791)/health" | grep -q true && break
   sleep 1
@@ -85,9 +87,9 @@ for n in 1 16 64 256; do
 done
 client read --target raft --targets $RAFT --seconds 5
 client read --target etcd --targets $ETCD --seconds 5 --etcd-api "$ETCD_API"
-client failover --target raft --targets "n1=http://127.0.0.1:$(port 24201),n2=http://127.0.0.1:$(port 24202),n3=http://127.0.0.1:$(port 24203)" \
+CLIENT_TIMEOUT=$(( 60 + 90 * KILLS )) client failover --target raft --targets "n1=http://127.0.0.1:$(port 24201),n2=http://127.0.0.1:$(port 24202),n3=http://127.0.0.1:$(port 24203)" \
   --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64
-client failover --target etcd --targets "m1=http://127.0.0.1:$(port 23791),m2=http://127.0.0.1:$(port 23792),m3=http://127.0.0.1:$(port 23793)" \
+CLIENT_TIMEOUT=$(( 60 + 90 * KILLS )) client failover --target etcd --targets "m1=http://127.0.0.1:$(port 23791),m2=http://127.0.0.1:$(port 23792),m3=http://127.0.0.1:$(port 23793)" \
   --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64 --etcd-api "$ETCD_API"
 echo "uptime: $(uptime)" | tee -a "$RUN/results.txt"
 

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using MiniKV.Consensus;
@@ -48,11 +49,13 @@ public sealed class RaftLogFuzzTests(ITestOutputHelper output) : IDisposable
                     mutation = new ByteMutation([], "file deleted");
                     continue;
                 }
-                // Record headers: key length u16 at 6, value length i64 at 8, sequence i64 at 16, of the first few records.
+                // Each record's header (key length u16 at 6, value length i64 at 8, sequence i64 at 16) and Raft key
+                // (record type at 32, entry kind at 33, term at 34).
                 var fields = new List<(int, int)>();
-                for (var r = 0; r < Math.Min(bytes.Length, 4000); r += 32 + 26 + 8)
+                for (var r = 0L; r + 32 <= bytes.Length; r += 32 + BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan((int)r + 6)) + BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan((int)r + 8)))
                 {
-                    fields.AddRange([(r + 6, 2), (r + 8, 8), (r + 16, 8), (r + 32, 1), (r + 33, 1), (r + 34, 8)]);
+                    var at = (int)r;
+                    fields.AddRange([(at + 6, 2), (at + 8, 8), (at + 16, 8), (at + 32, 1), (at + 33, 1), (at + 34, 8)]);
                 }
                 mutation = ByteMutator.Mutate(random, bytes, fields);
                 if (fixCrc)
@@ -121,7 +124,7 @@ public sealed class RaftLogFuzzTests(ITestOutputHelper output) : IDisposable
         var dir = Path.Combine(_root, "original");
         var written = new Dictionary<long, List<Entry>>();
         var hardStates = new List<HardState> { default };
-        using (var storage = new FileRaftStorage(dir, segmentSize: 2048))
+        using (var storage = new FileRaftStorage(dir, segmentSize: 4096))
         {
             storage.Load();
             var term = 1L;
@@ -130,7 +133,7 @@ public sealed class RaftLogFuzzTests(ITestOutputHelper output) : IDisposable
                 var entries = new List<Entry>();
                 for (var i = 0; i < count; i++)
                 {
-                    var data = new byte[random.Next(0, 200)];
+                    var data = new byte[random.Next(0, 400)];
                     random.NextBytes(data);
                     var entry = new Entry(term, from + i, i % 7 == 0 ? EntryKind.Noop : EntryKind.Normal, Guid.NewGuid(), data);
                     entries.Add(entry);

@@ -39,8 +39,8 @@ public sealed class ClusterMember(NodeProcess process, bool isCoordinator, TcpFa
 /// </summary>
 public sealed class ProxiedCluster : IAsyncDisposable
 {
-    public static readonly TimeSpan ServingTimeout = TimeSpan.FromSeconds(90);
-    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(120);
+    public static readonly TimeSpan ServingTimeout = TimeSpan.FromSeconds(180);
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(180);
 
     private readonly List<TcpFaultProxy> _proxies;
     private readonly HttpClient _probe = new() { Timeout = TimeSpan.FromSeconds(5) };

@@ -24,7 +24,7 @@ public sealed class WorkloadTests(ITestOutputHelper output)
         var options = new WorkloadRunOptions
         {
             Seed = seed,
-            Duration = heavy ? TimeSpan.FromMinutes(minutes) : TimeSpan.FromSeconds(50),
+            Duration = heavy ? TimeSpan.FromMinutes(minutes) : TimeSpan.FromSeconds(40),
             ResultsDirectory = results,
             Nemesis = heavy
                 ? new NemesisOptions

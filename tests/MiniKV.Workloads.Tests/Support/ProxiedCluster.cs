@@ -39,8 +39,8 @@ public sealed class ClusterMember(NodeProcess process, bool isCoordinator, TcpFa
 /// </summary>
 public sealed class ProxiedCluster : IAsyncDisposable
 {
-    public static readonly TimeSpan ServingTimeout = TimeSpan.FromSeconds(90);
-    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(120);
+    public static readonly TimeSpan ServingTimeout = TimeSpan.FromSeconds(180);
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(180);
 
     private readonly List<TcpFaultProxy> _proxies;
     private readonly HttpClient _probe = new() { Timeout = TimeSpan.FromSeconds(5) };
@@ -134,7 +134,7 @@ public sealed class ProxiedCluster : IAsyncDisposable
     /// <summary>The nemesis's restart hook: the restarted node's proxies follow its new ports.</summary>
     public Task AfterRestartAsync(NodeProcess process) => Member(process).FollowPortsAsync(ServingTimeout);
 
-    /// <summary>SIGKILL of all six processes at once, then all started again on their data.</summary>
+    /// <summary>SIGKILL of all six processes at once, then all started again on their data (returns once they serve; readiness is the caller's wait).</summary>
     public async Task KillAndRestartAllAsync()
     {
         foreach (var member in All)
@@ -146,40 +146,45 @@ public sealed class ProxiedCluster : IAsyncDisposable
             member.Process.Launch();
         }
         await Task.WhenAll(All.Select(m => m.FollowPortsAsync(ServingTimeout)));
-        await WaitReadyAsync(ReadyTimeout);
     }
 
-    /// <summary>Waits until every node answers 200 on /health/ready through its proxy.</summary>
+    /// <summary>Waits until every node answers 200 on /health/ready through its proxy; a timeout names each laggard's last answer.</summary>
     public async Task WaitReadyAsync(TimeSpan timeout)
     {
-        var pending = All.ToList();
+        var pending = All.ToDictionary(m => m, _ => "no answer yet");
         await Eventually.TrueAsync(async () =>
         {
-            foreach (var member in pending.ToList())
+            foreach (var member in pending.Keys.ToList())
             {
                 if (!member.Process.IsRunning)
                 {
                     throw new InvalidOperationException($"{member.Name} exited before it was ready:\n{member.Process.Tail()}");
                 }
-                if (await IsReadyAsync(member))
+                var (ready, answer) = await ProbeReadyAsync(member);
+                if (ready)
                 {
                     pending.Remove(member);
                 }
+                else
+                {
+                    pending[member] = answer;
+                }
             }
             return pending.Count == 0;
-        }, timeout, () => "not ready: " + string.Join(", ", pending.Select(n => n.Name)), "/health/ready on every node");
+        }, timeout, () => "not ready: " + string.Join("; ", pending.Select(p => $"{p.Key.Name}: {p.Value}")), "/health/ready on every node");
     }
 
-    private async Task<bool> IsReadyAsync(ClusterMember member)
+    private async Task<(bool Ready, string Answer)> ProbeReadyAsync(ClusterMember member)
     {
         try
         {
             using var response = await _probe.GetAsync(new Uri(member.Url, "/health/ready"));
-            return response.StatusCode == HttpStatusCode.OK;
+            var body = await response.Content.ReadAsStringAsync();
+            return (response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode} {body[..Math.Min(body.Length, 400)]}");
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
         {
-            return false;
+            return (false, e.GetType().Name);
         }
     }
 

@@ -84,10 +84,10 @@ public sealed class DurabilityWorkload(KvClient client, IReadOnlyList<Uri> coord
         var acknowledged = _keys.Count(k => !k.Value.MayBeAbsent);
         var checkedKeys = 0;
         var lost = 0;
-        var i = 0;
-        foreach (var (key, expected) in _keys.OrderBy(k => k.Key, StringComparer.Ordinal))
+        var keys = _keys.OrderBy(k => k.Key, StringComparer.Ordinal).Select((k, i) => (k.Key, k.Value, Node: coordinators[i % coordinators.Count])).ToList();
+        await Parallel.ForEachAsync(keys, new ParallelOptions { MaxDegreeOfParallelism = 4 }, async (item, _) =>
         {
-            var node = coordinators[i++ % coordinators.Count];
+            var (key, expected, node) = item;
             KvResponse? response = null;
             await Eventually.TrueAsync(async () =>
             {
@@ -95,7 +95,7 @@ public sealed class DurabilityWorkload(KvClient client, IReadOnlyList<Uri> coord
                 return response.IsDefinite || response.Outcome == KvOutcome.ServerError;
             }, retryFor, () => response?.ToString() ?? "", $"a definite answer to GET {key}");
             ledger.Count(Name, "verify", response!);
-            checkedKeys++;
+            Interlocked.Increment(ref checkedKeys);
             var ok = response!.Outcome switch
             {
                 KvOutcome.Ok => expected.Values.Any(v => v.AsSpan().SequenceEqual(response.Body)),
@@ -104,10 +104,10 @@ public sealed class DurabilityWorkload(KvClient client, IReadOnlyList<Uri> coord
             };
             if (!ok)
             {
-                lost++;
+                Interlocked.Increment(ref lost);
                 ledger.Anomaly(Name, $"{key} ({expected.Why}): read answered {response} with {response.Body.Length} bytes");
             }
-        }
+        });
         ledger.Verdict(Name, string.Create(CultureInfo.InvariantCulture,
             $"{(lost == 0 ? "ok" : "FAILED")}: {checkedKeys} keys read after a full restart ({acknowledged} acknowledged and not deleted), {lost} wrong"));
     }

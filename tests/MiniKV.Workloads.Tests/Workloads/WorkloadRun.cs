@@ -72,9 +72,10 @@ public static class WorkloadRun
                 ran = clock.Elapsed - workStarted;
                 await File.WriteAllLinesAsync(nemesisPath, nemesis.History);
             }
-            await cluster.WaitReadyAsync(ProxiedCluster.ReadyTimeout);
+            await WaitReadyAsync(cluster, ledger, "after the faults healed");
             register.Check(historyPath);
             await cluster.KillAndRestartAllAsync();
+            await WaitReadyAsync(cluster, ledger, "after all six processes were killed and restarted");
             await durability.VerifyAsync(TimeSpan.FromSeconds(60));
         }
         catch (Exception e)
@@ -105,5 +106,18 @@ public static class WorkloadRun
         log(report.ToString());
         log($"report {reportPath}");
         return new WorkloadRunResult(anomalies.Count == 0, report.ToString(), reportPath, historyPath, anomalies);
+    }
+
+    /// <summary>A node that never gets ready again is a liveness failure; it is recorded, and the checks still run on what serves.</summary>
+    private static async Task WaitReadyAsync(ProxiedCluster cluster, RunLedger ledger, string when)
+    {
+        try
+        {
+            await cluster.WaitReadyAsync(ProxiedCluster.ReadyTimeout);
+        }
+        catch (TimeoutException e)
+        {
+            ledger.Anomaly("liveness", $"{when}: {e.Message}");
+        }
     }
 }

@@ -13,7 +13,7 @@ namespace MiniKV.Cluster.Tests.Support;
 /// </summary>
 public sealed class TestCluster : IAsyncDisposable
 {
-    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(120);
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(300); // six .NET starts took over 2 min at load averages above 100
 
     private readonly string _root;
 

@@ -56,7 +56,7 @@ public sealed class GrpcVolumeMaintenance : IVolumeMaintenance, IDisposable
     {
         try
         {
-            using var call = _pool.Client(volume.GrpcAddress).Read(new ReadRequest { Key = ByteString.CopyFrom(key), Version = version }, cancellationToken: cancellationToken);
+            using var call = _pool.Client(volume.GrpcAddress).Read(new ReadRequest { Key = ByteString.CopyFrom(key), Version = version, FromDisk = true }, cancellationToken: cancellationToken);
             var crc = new Crc32();
             var sawHeader = false;
             await foreach (var message in call.ResponseStream.ReadAllAsync(cancellationToken))

@@ -206,7 +206,7 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
                     $"the range [{offset}, {offset}+{(request.HasLength ? request.Length : "rest")}) lies outside the value of {footer.ContentLength} bytes");
             }
             var whole = offset == 0 && length == footer.ContentLength;
-            if (whole && footer.ContentLength <= SmallValue)
+            if (whole && footer.ContentLength <= SmallValue && !request.FromDisk)
             {
                 // Small values come from the read cache (checked against their CRC when read from disk), in one message.
                 var cached = Store.Read(key);

@@ -40,6 +40,25 @@ public sealed class TestCluster : IAsyncDisposable
     /// </summary>
     public static async Task<TestCluster> StartAsync(ITestOutputHelper output, string maxValueSize = "1GiB", IReadOnlyList<string>? coordinatorFlags = null, Action<NodeProcess>? configure = null)
     {
+        // A port found free can be taken before the server binds it: by another test's server, or as the local port of
+        // an outgoing connection (both come from the ephemeral range). Such a start is retried on fresh ports.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(output, maxValueSize, coordinatorFlags, configure);
+            }
+            catch (PortTakenException) when (attempt < 3)
+            {
+                output.WriteLine($"a port was taken before a node bound it (attempt {attempt}); starting again on fresh ports");
+            }
+        }
+    }
+
+    private sealed class PortTakenException(Exception inner) : Exception("a node could not bind its port", inner);
+
+    private static async Task<TestCluster> StartOnceAsync(ITestOutputHelper output, string maxValueSize, IReadOnlyList<string>? coordinatorFlags, Action<NodeProcess>? configure)
+    {
         var root = Path.Combine(Path.GetTempPath(), "minikv-cluster-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
         var ports = FreePorts(12);
@@ -84,10 +103,14 @@ public sealed class TestCluster : IAsyncDisposable
             }
             await cluster.WaitReadyAsync(cluster.All, ReadyTimeout);
         }
-        catch
+        catch (Exception e)
         {
             cluster.Dump(output);
             await cluster.DisposeAsync();
+            if (cluster.All.Any(n => n.Printed("address already in use")))
+            {
+                throw new PortTakenException(e);
+            }
             throw;
         }
         return cluster;

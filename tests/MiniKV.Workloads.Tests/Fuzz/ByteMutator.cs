@@ -103,7 +103,7 @@ public static class ByteMutator
         {
             var keyLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(r + 6));
             var valueLength = BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(r + 8));
-            if (valueLength < 0 || r + 32L + keyLength + valueLength > bytes.Length)
+            if (valueLength < 0 || valueLength > bytes.Length - r - 32L - keyLength) // compared this way round: a mutated length near long.MaxValue must not overflow the sum
             {
                 return;
             }

@@ -43,7 +43,7 @@ internal static class KvEndpoints
     }
 
     /// <summary>Sends the request to the leader when this node is not it. True when the request was handled here by forwarding or refusing.</summary>
-    private static async Task<bool> ForwardUnlessLeaderAsync(CoordinatorNode node, IRequestForwarder? forwarder, HttpContext context)
+    internal static async Task<bool> ForwardUnlessLeaderAsync(CoordinatorNode node, IRequestForwarder? forwarder, HttpContext context)
     {
         if (node.Consensus.Leader.IsLeader)
         {

@@ -54,27 +54,9 @@ public static class JobEndpoints
         await WriteJsonAsync(context, 202, new JsonObject { ["job"] = id });
     }
 
-    /// <summary>Sends the request to the leader when this node is not it. True when it was handled here (forwarded or refused).</summary>
-    public static async Task<bool> ForwardUnlessLeaderAsync(CoordinatorNode node, IRequestForwarder? forwarder, HttpContext context)
-    {
-        if (node.Consensus.Leader.IsLeader)
-        {
-            return false;
-        }
-        var leader = node.LeaderHttp();
-        if (leader == null)
-        {
-            await Problem.NoLeader("no leader is known right now (an election may be under way); retry shortly").WriteAsync(context);
-            return true;
-        }
-        if (forwarder == null || context.Request.Headers.ContainsKey(IRequestForwarder.ForwardedByHeader))
-        {
-            await Problem.NoLeader($"this coordinator is not the leader; the leader is {node.Consensus.Leader.LeaderId} at {leader}").WriteAsync(context);
-            return true;
-        }
-        await forwarder.ForwardAsync(context, leader, context.RequestAborted);
-        return true;
-    }
+    /// <summary>Sends the request to the leader when this node is not it (waiting briefly for one to be known); true when it was handled here.</summary>
+    public static Task<bool> ForwardUnlessLeaderAsync(CoordinatorNode node, IRequestForwarder? forwarder, HttpContext context) =>
+        KvEndpoints.ForwardUnlessLeaderAsync(node, forwarder, context);
 
     public static async Task WriteJsonAsync(HttpContext context, int status, JsonNode body)
     {

@@ -374,12 +374,9 @@ public sealed partial class BlobStore
         {
             if (head[..Math.Min(read, RecordFormat.HeaderSize)].ContainsAnyExcept((byte)0))
             {
-                // A header that was written and then damaged: keep the file as evidence. Its key cannot be trusted,
-                // so it is not indexed; the cluster's verify finds the missing copy and repairs it.
-                Interlocked.Increment(ref _corruptRecords);
-                context.SkippedBytes += segment.Length;
-                _segments.TryRemove(segment.Id, out _);
-                segment.Release();
+                // A header that was written and then damaged: its key cannot be trusted, so it is not indexed; the
+                // cluster's verify finds the missing copy and repairs it.
+                KeepAsEvidence();
                 return;
             }
             // The header is written last, after the value is durable: without one the write never completed.
@@ -390,10 +387,26 @@ public sealed partial class BlobStore
         }
         var key = head.Slice(RecordFormat.HeaderSize, header.KeyLength);
         var valuePrefix = head[(RecordFormat.HeaderSize + header.KeyLength)..read];
+        if (header.Kind != RecordKind.Put && segment.Length < header.RecordSize)
+        {
+            // A staged value cut short after its header was written (rot, not a torn write: the header goes last):
+            // its transaction prefix may be gone and the value cannot be committed, so nothing is recovered from it.
+            KeepAsEvidence();
+            return;
+        }
         OnRecoveredRecord(segment, 0, header, key, valuePrefix, context, replaceEqual: false);
         if (segment.Length < header.RecordSize)
         {
             OnCorruptRead(key.ToArray(), header.Sequence); // acknowledged, then truncated: reads will report it corrupt
+        }
+
+        // The file stays on disk for inspection, counted as a corrupt record, and out of the index.
+        void KeepAsEvidence()
+        {
+            Interlocked.Increment(ref _corruptRecords);
+            context.SkippedBytes += segment.Length;
+            _segments.TryRemove(segment.Id, out _);
+            segment.Release();
         }
     }
 

@@ -98,6 +98,30 @@ public sealed class BlobStoreBasicTests : IDisposable
     }
 
     [Fact]
+    public async Task A_staged_blob_cut_short_after_its_header_is_kept_as_evidence_and_the_store_still_opens()
+    {
+        // Regression: the decoder fuzzer (seed 1509426805, iteration 1558) truncated a prepared blob to 51 bytes; the
+        // open read the transaction id from the missing prefix and failed with ArgumentOutOfRangeException.
+        var store = await BlobStore.OpenAsync(Options("wal"));
+        Assert.True((await store.PutAsync(K("small"), K("v"))).IsOk);
+        Assert.True((await store.PrepareAsync(TxId.NewRandom(), K("big"), new MemoryStream(new byte[50_000]), 50_000)).IsOk);
+        await store.DisposeAsync();
+        var blob = Assert.Single(Directory.GetFiles(Path.Combine(_dir, "data"), "*.blob"));
+        using (var file = new FileStream(blob, FileMode.Open))
+        {
+            file.SetLength(51);
+        }
+        File.Delete(Path.Combine(_dir, "data", "index.snap"));
+
+        store = await BlobStore.OpenAsync(Options("wal"));
+        Assert.Empty(store.ListPrepared());
+        Assert.Equal(1, store.GetStats().CorruptRecords);
+        Assert.Equal("v", Encoding.UTF8.GetString(store.Read(K("small")).Value.Span));
+        Assert.True(File.Exists(blob));
+        await store.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Prepare_commit_abort()
     {
         var store = await BlobStore.OpenAsync(Options("wal"));

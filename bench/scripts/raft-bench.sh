@@ -52,7 +52,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 command -v etcd >/dev/null || { sudo apt-get install -y etcd-server || apt-get install -y etcd-server; }
-[[ -f $DLL ]] || dotnet build "$ROOT/bench/MiniKV.RaftBench" -c Release -v q
+# Always build: an up-to-date build takes seconds, and a stale binary once failed on a newer flag.
+dotnet build "$ROOT/bench/MiniKV.RaftBench" -c Release -v q -nologo >/dev/null
 
 stop_all() {
   for f in "$RUN"/pids/*.pid; do

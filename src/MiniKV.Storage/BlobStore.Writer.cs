@@ -95,7 +95,24 @@ public sealed partial class BlobStore
             }
             lock (_writeLock)
             {
-                ProcessBatch(_batch, bytes);
+                try
+                {
+                    ProcessBatch(_batch, bytes);
+                }
+                catch (Exception e)
+                {
+                    // A bug, not an I/O error (those are handled inside). Escaping here would leave _leaderActive
+                    // set with no leader, and every later write would wait forever; instead the store stops and
+                    // says why (StorageProblem), and every caller gets an answer.
+                    Fail(e);
+                    foreach (var op in _batch)
+                    {
+                        if (!op.Done)
+                        {
+                            op.Fail(new StorageException(StorageErrorKind.Closed, "the store stopped after an internal error", e));
+                        }
+                    }
+                }
             }
         }
     }

@@ -32,4 +32,7 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Warning, "{Method} {Path} failed after the response started")]
     public static partial void ResponseBroken(ILogger logger, Exception error, string method, string path);
+
+    [LoggerMessage(11, LogLevel.Error, "Coordinator link failed unexpectedly; retrying")]
+    public static partial void LinkFailure(ILogger logger, Exception error);
 }

@@ -127,6 +127,7 @@ public sealed class ClusterScan(CoordinatorNode node, IVolumeMaintenance volumes
         if (deep)
         {
             var registry = node.StateMachine.Registry;
+            progress?.SetTotal(deepChecks.Count); // a deep scan advances once per copy read, not per key
             var found = new System.Collections.Concurrent.ConcurrentBag<(byte[] Key, string Volume, CopyProblem Problem)>();
             await Parallel.ForEachAsync(deepChecks, new ParallelOptions { MaxDegreeOfParallelism = DeepParallelism, CancellationToken = cancellationToken }, async (check, ct) =>
             {

@@ -163,6 +163,9 @@ public sealed class Repairer(CoordinatorNode node, IVolumeMaintenance volumes)
             {
                 continue;
             }
+            // Under the key's write lock, like a write: a write of the key that lands on this volume between the
+            // metadata check and the delete below would otherwise lose its fresh copy to this "orphan" cleanup.
+            using var keyLock = await node.LockKeyAsync(orphan.Key, cancellationToken);
             var record = node.StateMachine.GetKey(orphan.Key);
             if (record != null && record.Volumes.Contains(orphan.Volume))
             {

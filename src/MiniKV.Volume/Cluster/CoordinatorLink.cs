@@ -42,6 +42,8 @@ internal sealed class CoordinatorLink : IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private volatile LeaderInfo? _leader;
     private volatile string _lastProblem = "registration has not started";
+    private volatile string _step = "not started";
+    private long _stepSinceTicks = Environment.TickCount64;
     private long _lastContactTicks;
     private long _heartbeats;
     private TimeSpan _interval;
@@ -73,6 +75,9 @@ internal sealed class CoordinatorLink : IAsyncDisposable
 
     public string LastProblem => _lastProblem;
 
+    /// <summary>What the link is doing right now and for how long, so a stuck link says where it is stuck.</summary>
+    public string CurrentStep => $"{_step} for {(Environment.TickCount64 - Interlocked.Read(ref _stepSinceTicks)) / 1000.0:0.0} s";
+
     /// <summary>Heartbeats the leader accepted since start.</summary>
     public long Heartbeats => Interlocked.Read(ref _heartbeats);
 
@@ -98,6 +103,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
         {
             try
             {
+                Step("finding the leader");
                 var leader = _leader ??= await DiscoverAsync(stop);
                 if (leader == null)
                 {
@@ -107,6 +113,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                 var client = new Coordinator.CoordinatorClient(Channel(leader.GrpcAddress));
                 if (!Volatile.Read(ref _joined))
                 {
+                    Step($"joining {leader.Id} at {leader.GrpcAddress}");
                     var joined = await client.JoinAsync(JoinRequest(), deadline: Deadline(), cancellationToken: stop);
                     if (joined.NotLeader)
                     {
@@ -129,6 +136,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                     {
                         asking = [.. _undecidedAtStart];
                     }
+                    Step($"resolving {asking.Count} transactions undecided at start with {leader.Id}");
                     if (!await ResolveAsync(client, leader, asking, stop))
                     {
                         continue;
@@ -138,6 +146,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                         _undecidedAtStart.Clear();
                     }
                 }
+                Step($"heartbeating {leader.Id}");
                 var beat = await client.HeartbeatAsync(HeartbeatRequest(), deadline: Deadline(), cancellationToken: stop);
                 if (beat.NotLeader)
                 {
@@ -157,8 +166,10 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                 if (Environment.TickCount64 - lastOutcomeCheck >= _outcomeCheckPeriod.TotalMilliseconds)
                 {
                     lastOutcomeCheck = Environment.TickCount64;
+                    Step($"resolving old prepares with {leader.Id}");
                     await ResolveOldPreparesAsync(client, leader, stop);
                 }
+                Step("waiting for the next heartbeat");
                 await Task.Delay(_interval, stop);
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
@@ -170,6 +181,15 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                 _lastProblem = e is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : e.Message;
                 Log.LinkProblem(_logger, _lastProblem);
                 _leader = null; // find the leader again
+                await BackoffAsync(++failures, stop);
+            }
+            catch (Exception e) when (!stop.IsCancellationRequested)
+            {
+                // Anything else is a bug, but the link must outlive it: a loop that died silently once left a
+                // restarted volume unregistered for good, answering "registration has not started".
+                _lastProblem = $"unexpected {e.GetType().Name}: {e.Message}";
+                Log.LinkFailure(_logger, e);
+                _leader = null;
                 await BackoffAsync(++failures, stop);
             }
         }
@@ -268,6 +288,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                 Follow(response.Leader, leader);
                 return false;
             }
+            Contact(); // the leader answered: resolving many transactions must not read as losing it
             foreach (var outcome in response.Outcomes)
             {
                 if (outcome.TxId.Length != TxId.Size)
@@ -367,14 +388,22 @@ internal sealed class CoordinatorLink : IAsyncDisposable
 
     private GrpcChannel Channel(string address) => _channels.GetOrAdd(address, static a => GrpcChannel.ForAddress(PeerChannels.ToUri(a)));
 
+    private void Step(string step)
+    {
+        _step = step;
+        Interlocked.Exchange(ref _stepSinceTicks, Environment.TickCount64);
+    }
+
     private void Contact() => Interlocked.Exchange(ref _lastContactTicks, Environment.TickCount64);
 
     private static DateTime Deadline() => DateTime.UtcNow + CallTimeout;
 
-    private static Task BackoffAsync(int failures, CancellationToken stop)
+    private Task BackoffAsync(int failures, CancellationToken stop)
     {
         var ceiling = Math.Min(5000, 100 * Math.Pow(2, Math.Min(failures - 1, 10)));
-        return Task.Delay(TimeSpan.FromMilliseconds(ceiling * (0.5 + (Random.Shared.NextDouble() / 2))), stop);
+        var delay = TimeSpan.FromMilliseconds(ceiling * (0.5 + (Random.Shared.NextDouble() / 2)));
+        Step($"waiting {delay.TotalMilliseconds:0} ms to retry (failure {failures})");
+        return Task.Delay(delay, stop);
     }
 
     public async ValueTask DisposeAsync()

@@ -45,7 +45,7 @@ internal static class AdminEndpoints
         }
         if (node.Link is { Registered: false } link)
         {
-            return "not registered with a coordinator leader yet: " + link.LastProblem;
+            return $"not registered with a coordinator leader yet: {link.LastProblem} (now: {link.CurrentStep})";
         }
         return null;
     }

@@ -99,10 +99,8 @@ public static class WorkloadRun
         }
         report.Append("\nOperations:\n\n").Append(ledger.Describe());
         await File.WriteAllTextAsync(reportPath, report.ToString());
-        if (anomalies.Count > 0)
-        {
-            await File.WriteAllTextAsync(Path.Combine(options.ResultsDirectory, "nodes.log"), cluster.Dump(400));
-        }
+        // Kept for passing runs too: an error a node logged and survived (e.g. a retried internal failure) is a lead.
+        await File.WriteAllTextAsync(Path.Combine(options.ResultsDirectory, "nodes.log"), cluster.Dump(400));
         log(report.ToString());
         log($"report {reportPath}");
         return new WorkloadRunResult(anomalies.Count == 0, report.ToString(), reportPath, historyPath, anomalies);

@@ -12,7 +12,8 @@ namespace MiniKV.Client;
 /// A client of minikv's public HTTP API (SPEC "Public HTTP API") over one pooled <see cref="HttpClient"/>.
 /// Bodies stream in both directions; nothing buffers a whole value.
 /// <para>
-/// Failover: each call starts at the coordinator that last answered and moves to the next URL when a coordinator
+/// Failover: each call starts at the coordinator that last answered (or at the leader that answer named in
+/// <see cref="LeaderHeader"/>, when it is one of the URLs given) and moves to the next URL when a coordinator
 /// cannot be reached or answers 503. A write (PUT, DELETE, admin POST) moves on only when it is known not to have
 /// been applied — the connection was never made, or the coordinator answered an error status other than 504
 /// (SPEC: those mean "not applied") — and, for a PUT, only when its body can be sent again (nothing of it was read
@@ -33,7 +34,11 @@ public sealed partial class MiniKVClient : IDisposable
     private static readonly UriCreationOptions VerbatimPath = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
     private readonly HttpClient _http;
+    /// <summary>The response header in which a coordinator names the leader's public HTTP base URL.</summary>
+    public const string LeaderHeader = "X-MiniKV-Leader";
+
     private readonly string[] _bases;
+    private readonly Uri[] _baseUris;
     private readonly TimeSpan _requestTimeout;
     private int _preferred;
 
@@ -45,9 +50,11 @@ public sealed partial class MiniKVClient : IDisposable
             throw new ArgumentException("at least one coordinator URL is needed", nameof(options));
         }
         _bases = new string[options.Coordinators.Count];
+        _baseUris = new Uri[_bases.Length];
         for (var i = 0; i < _bases.Length; i++)
         {
             _bases[i] = options.Coordinators[i].GetLeftPart(UriPartial.Path).TrimEnd('/');
+            _baseUris[i] = new Uri(_bases[i] + "/");
         }
         _requestTimeout = options.RequestTimeout;
         var handler = options.Handler ?? new SocketsHttpHandler

@@ -99,6 +99,37 @@ public sealed class ClientTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Follows_the_leader_an_answer_names_when_it_is_one_of_the_given_coordinators()
+    {
+        await using var follower = await FakeCoordinator.StartAsync();
+        await using var leader = await FakeCoordinator.StartAsync();
+        follower.LeaderUrl = leader.Url;
+        using var client = Client(follower.Url, leader.Url);
+
+        Assert.True((await client.PutAsync("a", new MemoryStream([1]))).IsSuccess);
+        Assert.True((await client.PutAsync("b", new MemoryStream([2]))).IsSuccess);
+        Assert.True((await client.DeleteAsync("b")).IsSuccess);
+
+        Assert.Equal(["PUT /kv/a"], follower.Requests.Where(r => !r.StartsWith("PUT-BODY", StringComparison.Ordinal)));
+        Assert.Equal(["PUT /kv/b", "DELETE /kv/b"], leader.Requests.Where(r => !r.StartsWith("PUT-BODY", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_leader_named_outside_the_given_coordinators_changes_nothing()
+    {
+        await using var only = await FakeCoordinator.StartAsync();
+        await using var elsewhere = await FakeCoordinator.StartAsync();
+        only.LeaderUrl = elsewhere.Url;
+        using var client = Client(only.Url);
+
+        Assert.True((await client.PutAsync("a", new MemoryStream([1]))).IsSuccess);
+        Assert.True((await client.PutAsync("b", new MemoryStream([2]))).IsSuccess);
+
+        Assert.True(only.TryGet("b", out _));
+        Assert.Empty(elsewhere.Requests);
+    }
+
+    [Fact]
     public async Task A_pipe_body_refused_with_503_before_it_was_sent_goes_to_the_next_coordinator()
     {
         await using var down = await FakeCoordinator.StartAsync();

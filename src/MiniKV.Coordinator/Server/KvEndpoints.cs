@@ -11,6 +11,9 @@ namespace MiniKV.Coordinator.Server;
 /// </summary>
 internal static class KvEndpoints
 {
+    /// <summary>On answers the leader produced (also when a follower forwarded them): the leader's public HTTP base URL.</summary>
+    public const string LeaderHeader = "X-MiniKV-Leader";
+
     private const int DefaultLimit = 1000;
     private const int MaxLimit = 10000;
 
@@ -47,6 +50,8 @@ internal static class KvEndpoints
     {
         if (node.Consensus.Leader.IsLeader)
         {
+            // Lets a client send its next requests here instead of through a follower's forwarding hop.
+            context.Response.Headers[LeaderHeader] = node.AdvertisedHttp;
             return false;
         }
         var leader = node.LeaderHttp() ?? await WaitForLeaderAsync(node, context.RequestAborted);

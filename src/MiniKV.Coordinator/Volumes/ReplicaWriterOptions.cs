@@ -21,5 +21,5 @@ public sealed record ReplicaWriterOptions
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Batched calls of one kind in flight to one volume at a time; more requests wait and join the next batch.</summary>
-    public int MaxBatchesInFlight { get; init; } = 2;
+    public int MaxBatchesInFlight { get; init; } = 1;
 }

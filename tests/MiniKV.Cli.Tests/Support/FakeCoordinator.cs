@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using MiniKV.Client;
 using MiniKV.Common;
 
 namespace MiniKV.Cli.Tests.Support;
@@ -37,6 +38,9 @@ public sealed class FakeCoordinator : IAsyncDisposable
 
     /// <summary>Answer 503 no_leader (with Retry-After) to everything.</summary>
     public bool Unavailable { get; set; }
+
+    /// <summary>When set, every answer names this URL as the leader in X-MiniKV-Leader, as a real coordinator's answers do.</summary>
+    public string? LeaderUrl { get; set; }
 
     /// <summary>Read a PUT's whole body, then drop the connection without answering (the write's outcome unknown to the client).</summary>
     public bool AbortAfterPutBody { get; set; }
@@ -96,6 +100,10 @@ public sealed class FakeCoordinator : IAsyncDisposable
     {
         var raw = context.Features.Get<IHttpRequestFeature>()!.RawTarget;
         Requests.Enqueue(context.Request.Method + " " + raw);
+        if (LeaderUrl is { } leader)
+        {
+            context.Response.Headers[MiniKVClient.LeaderHeader] = leader;
+        }
         if (Unavailable)
         {
             context.Response.Headers.RetryAfter = "1";

@@ -66,6 +66,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     /// <summary>
     /// The linearizable read barrier: true once this node's state includes everything committed when the call was
     /// made, confirmed by a quorum. Concurrent callers share ReadIndex rounds (<see cref="ReadBarrierBatcher"/>).
+    /// On a follower it asks the leader for the read index; a caller that needs leadership checks it afterwards.
     /// </summary>
     public Task<bool> ReadBarrierAsync(CancellationToken cancellationToken) => _readBarriers.WaitAsync(cancellationToken);
 

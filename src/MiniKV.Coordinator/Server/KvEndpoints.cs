@@ -206,7 +206,7 @@ internal static class KvEndpoints
         {
             return true;
         }
-        if (node.Consensus.Leader is { IsLeader: false, LeaderId: not null } && await node.ReadBarrierAsync(context.RequestAborted))
+        if (node.Consensus.Leader is { IsLeader: false, LeaderId: not null } && await node.ClientReadBarrierAsync(context.RequestAborted))
         {
             return true;
         }
@@ -214,7 +214,7 @@ internal static class KvEndpoints
         {
             return false;
         }
-        if (!await node.ReadBarrierAsync(context.RequestAborted))
+        if (!await node.ClientReadBarrierAsync(context.RequestAborted))
         {
             await Problem.NoLeader("this coordinator cannot confirm it still leads (no quorum); retry shortly").WriteAsync(context);
             return false;

@@ -20,10 +20,8 @@ internal sealed class ReadBarrierBatcher
     private long _rounds;
     private long _reads;
 
-    /// <summary>Rounds of <see cref="IConsensus.ReadBarrierOnAnyMemberAsync"/>: on a follower a round asks the leader
-    /// for one read index, so followers answer linearizable reads themselves instead of forwarding each one.</summary>
     public ReadBarrierBatcher(IConsensus consensus)
-        : this(consensus.ReadBarrierOnAnyMemberAsync)
+        : this(consensus.ReadBarrierAsync)
     {
     }
 
@@ -36,8 +34,8 @@ internal sealed class ReadBarrierBatcher
 
     /// <summary>
     /// True once this node's state includes everything committed when the call was made, confirmed by a quorum
-    /// (the contract of <see cref="IConsensus.ReadBarrierOnAnyMemberAsync"/>); false when this node cannot confirm it
-    /// leads (or, on a follower, the leader did not answer), or when <paramref name="cancellationToken"/> fires first.
+    /// (the contract of <see cref="IConsensus.ReadBarrierAsync"/>, or of <see cref="IConsensus.ReadBarrierOnAnyMemberAsync"/>
+    /// when built on it); false when it cannot be confirmed, or when <paramref name="cancellationToken"/> fires first.
     /// </summary>
     public async Task<bool> WaitAsync(CancellationToken cancellationToken)
     {

@@ -61,12 +61,16 @@ public sealed class SmallValueCache
                 value = entry.Value;
                 return true;
             }
-            current.TryRemove(new KeyValuePair<byte[], Entry>(key, entry)); // an older write: never useful again
+            if (entry.Identity.Version < identity.Version)
+            {
+                current.TryRemove(new KeyValuePair<byte[], Entry>(key, entry)); // an older write: never useful again
+            }
         }
         var previous = Volatile.Read(ref _previous);
-        if (previous.TryRemove(key, out entry) && entry.Identity == identity)
+        if (previous.TryGetValue(key, out entry) && entry.Identity == identity)
         {
             Interlocked.Increment(ref _hits);
+            previous.TryRemove(new KeyValuePair<byte[], Entry>(key, entry));
             Store(key, entry);
             value = entry.Value;
             return true;

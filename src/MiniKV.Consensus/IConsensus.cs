@@ -60,6 +60,15 @@ public interface IConsensus
     /// </summary>
     Task<bool> ReadBarrierAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// <see cref="ReadBarrierAsync"/> that a follower can pass too (etcd's follower ReadIndex): the follower asks its
+    /// leader for the read index (the leader confirms it still leads with a quorum round) and completes once its own
+    /// state machine has applied up to that index, so a read of the local state afterwards is linearizable. False
+    /// when no leader is known or the leader does not answer in time. Without an override it is
+    /// <see cref="ReadBarrierAsync"/> (leader only).
+    /// </summary>
+    Task<bool> ReadBarrierOnAnyMemberAsync(CancellationToken cancellationToken) => ReadBarrierAsync(cancellationToken);
+
     /// <summary>Transfers leadership to <paramref name="nodeId"/>; completes when it leads or the attempt failed.</summary>
     Task<bool> TransferLeadershipAsync(string nodeId, CancellationToken cancellationToken);
 

@@ -140,15 +140,20 @@ public sealed partial class RaftHost
 
     private void StartRead(ReadInput r)
     {
-        if (_node.Role != RaftRole.Leader)
+        if (_node.Role != RaftRole.Leader && !r.AnyMember)
         {
             r.Completion.TrySetResult(false);
             return;
         }
 
         long id = ++_readSeq;
+        if (!_node.ReadIndex(BitConverter.GetBytes(id)))
+        {
+            r.Completion.TrySetResult(false); // a follower that knows no leader to ask
+            return;
+        }
+
         _reads[id] = (r, _now + _opts.RequestTimeout);
-        _node.ReadIndex(BitConverter.GetBytes(id));
     }
 
     private void StartTransfer(TransferInput t)

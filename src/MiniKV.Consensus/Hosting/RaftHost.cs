@@ -88,9 +88,13 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         return input.Completion.Task.WaitAsync(cancellationToken);
     }
 
-    public async Task<bool> ReadBarrierAsync(CancellationToken cancellationToken)
+    public Task<bool> ReadBarrierAsync(CancellationToken cancellationToken) => ReadBarrierAsync(anyMember: false, cancellationToken);
+
+    public Task<bool> ReadBarrierOnAnyMemberAsync(CancellationToken cancellationToken) => ReadBarrierAsync(anyMember: true, cancellationToken);
+
+    private async Task<bool> ReadBarrierAsync(bool anyMember, CancellationToken cancellationToken)
     {
-        var input = new ReadInput();
+        var input = new ReadInput(anyMember);
         Enqueue(input);
         try
         {
@@ -291,8 +295,11 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         public TaskCompletionSource<ProposalResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    private sealed class ReadInput
+    private sealed class ReadInput(bool anyMember)
     {
+        /// <summary>A follower may ask its leader for the read index instead of answering false.</summary>
+        public bool AnyMember { get; } = anyMember;
+
         public TaskCompletionSource<bool> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 

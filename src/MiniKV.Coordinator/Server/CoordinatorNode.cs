@@ -17,6 +17,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ProposalBatcher _batcher;
     private readonly ReadBarrierBatcher _readBarriers;
+    private readonly ReadBarrierBatcher _clientReadBarriers;
     private readonly KeyLocks _keyLocks = new();
     private readonly SemaphoreSlim _mapLock = new(1, 1);
     private readonly ConcurrentDictionary<Guid, long> _inFlight = new();
@@ -37,6 +38,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         Tracker = new VolumeTracker(options.VolumeDownAfter);
         _batcher = new ProposalBatcher(consensus, options.ProposalTimeout);
         _readBarriers = new ReadBarrierBatcher(consensus);
+        _clientReadBarriers = new ReadBarrierBatcher(consensus.ReadBarrierOnAnyMemberAsync);
         Consensus.LeaderChanged += OnLeaderChanged;
         Jobs = new JobRegistry(consensus);
     }
@@ -60,14 +62,22 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     /// <summary>Raft proposals carrying writes, and the writes they carried.</summary>
     public (long Proposals, long Writes) BatchCounters => _batcher.Counters;
 
-    /// <summary>ReadIndex rounds started for linearizable reads, and the reads they answered.</summary>
-    public (long Rounds, long Reads) ReadBarrierCounters => _readBarriers.Counters;
+    /// <summary>ReadIndex rounds started for linearizable client reads, and the reads they answered.</summary>
+    public (long Rounds, long Reads) ReadBarrierCounters => _clientReadBarriers.Counters;
 
     /// <summary>
-    /// The linearizable read barrier: true once this node's state includes everything committed when the call was
-    /// made, confirmed by a quorum. Concurrent callers share ReadIndex rounds (<see cref="ReadBarrierBatcher"/>).
+    /// The leader's read barrier: true once this node's state includes everything committed when the call was made,
+    /// confirmed by a quorum; false on a follower. Concurrent callers share ReadIndex rounds (<see cref="ReadBarrierBatcher"/>).
     /// </summary>
     public Task<bool> ReadBarrierAsync(CancellationToken cancellationToken) => _readBarriers.WaitAsync(cancellationToken);
+
+    /// <summary>
+    /// The barrier of linearizable client reads: as <see cref="ReadBarrierAsync"/>, but a follower passes it too by
+    /// asking the leader for the read index. Its own rounds: a follower round cut short by a leader change can take
+    /// the Raft host's request timeout to end, and a newly elected leader's first barrier (before it takes writes)
+    /// must not queue behind it.
+    /// </summary>
+    public Task<bool> ClientReadBarrierAsync(CancellationToken cancellationToken) => _clientReadBarriers.WaitAsync(cancellationToken);
 
     /// <summary>True when this node leads and has applied every entry of earlier terms (so it may answer for them).</summary>
     public bool IsReadyLeader => Consensus.Leader is { IsLeader: true } leader && Volatile.Read(ref _readyTerm) == leader.Term;

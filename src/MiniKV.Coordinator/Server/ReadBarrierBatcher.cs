@@ -34,8 +34,8 @@ internal sealed class ReadBarrierBatcher
 
     /// <summary>
     /// True once this node's state includes everything committed when the call was made, confirmed by a quorum
-    /// (the contract of <see cref="IConsensus.ReadBarrierAsync"/>); false when this node cannot confirm it leads, or
-    /// when <paramref name="cancellationToken"/> fires first.
+    /// (the contract of <see cref="IConsensus.ReadBarrierAsync"/>, or of <see cref="IConsensus.ReadBarrierOnAnyMemberAsync"/>
+    /// when built on it); false when it cannot be confirmed, or when <paramref name="cancellationToken"/> fires first.
     /// </summary>
     public async Task<bool> WaitAsync(CancellationToken cancellationToken)
     {

@@ -34,6 +34,9 @@ internal sealed class DeferredConsensus(string nodeId) : IConsensus
     public Task<bool> ReadBarrierAsync(CancellationToken cancellationToken) =>
         _inner?.ReadBarrierAsync(cancellationToken) ?? Task.FromResult(false);
 
+    public Task<bool> ReadBarrierOnAnyMemberAsync(CancellationToken cancellationToken) =>
+        _inner?.ReadBarrierOnAnyMemberAsync(cancellationToken) ?? Task.FromResult(false);
+
     public Task<bool> TransferLeadershipAsync(string nodeId, CancellationToken cancellationToken) =>
         _inner?.TransferLeadershipAsync(nodeId, cancellationToken) ?? Task.FromResult(false);
 

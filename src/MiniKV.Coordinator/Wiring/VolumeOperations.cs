@@ -75,6 +75,15 @@ internal sealed partial class VolumeOperations : IVolumeOperations, IAsyncDispos
     public async Task<(Server.ReadStatus Status, string Message)> ReadAsync(KeyRecord record, IReadOnlyList<VolumeRecord> replicas, long offset, long length,
         PipeWriter destination, CancellationToken cancellationToken)
     {
+        var identity = new ValueIdentity(record.Version, record.Transaction, record.Size, record.Checksum);
+        if (_cache.TryGet(record.Key, identity, out var cached))
+        {
+            return (await WriteCachedAsync(cached.Slice((int)offset, (int)length), destination, cancellationToken), "");
+        }
+        if (_cache.Admits(record.Size))
+        {
+            return await ReadAndCacheAsync(record, identity, Addresses(replicas), offset, length, destination, cancellationToken);
+        }
         var read = new ReplicaRead
         {
             Key = record.Key,

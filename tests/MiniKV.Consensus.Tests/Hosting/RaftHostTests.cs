@@ -195,6 +195,29 @@ public sealed class RaftHostTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FollowerReadBarrierAsksTheLeaderAndWaitsUntilAppliedLocally()
+    {
+        StartAll();
+        var leader = await WaitForLeaderAsync();
+        var follower = _hosts.Values.First(h => h != leader)!;
+        await WaitUntilAsync(() => follower.Leader.LeaderId == leader.NodeId, "the follower knows the leader");
+        for (int round = 0; round < 20; round++)
+        {
+            var w = await leader.ProposeAsync(B($"r{round}"), Guid.NewGuid(), CancellationToken.None);
+            Assert.Equal(ProposalStatus.Applied, w.Status);
+            // The write is acknowledged: a barrier begun now must leave the follower's state at or after it.
+            Assert.True(await follower.ReadBarrierOnAnyMemberAsync(CancellationToken.None));
+            Assert.True(_sms[follower.NodeId].AppliedIndex >= w.Index, $"round {round}: applied {_sms[follower.NodeId].AppliedIndex} < write {w.Index}");
+        }
+
+        Assert.True(await leader.ReadBarrierOnAnyMemberAsync(CancellationToken.None));
+
+        // Cut off from the leader, the follower gets no read index: the barrier answers false (after its timeout).
+        _net.Cut(follower.NodeId);
+        Assert.False(await follower.ReadBarrierOnAnyMemberAsync(CancellationToken.None));
+    }
+
+    [Fact]
     public async Task RetriedRequestIdIsAppliedOnce()
     {
         StartAll();

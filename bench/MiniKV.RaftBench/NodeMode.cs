@@ -103,6 +103,7 @@ internal static class NodeMode
             Seed = seed,
         }, storage, transport, stateMachine);
         transport.Handler = host;
+        transport.PeerUnreachable += host.ReportUnreachable;
         host.Start();
         if (Environment.GetEnvironmentVariable("MINIKV_RAFTBENCH_TRACE") == "1")
         {

@@ -9,9 +9,9 @@ namespace MiniKV.RaftBench;
 ///   header, 16 bytes: magic "MKVRBSM1" (8 ASCII bytes) | version u32 = 1 | CRC-32 (IEEE) of bytes 0..11, u32
 ///   record, 32 bytes each: log index i64 | entry kind u8 | 3 zero bytes | request id (16 bytes, Guid.TryWriteBytes
 ///   order) | CRC-32 (IEEE) of bytes 0..27 of the record, u32
-/// Records are appended in index order and fsynced before Apply returns, so only the tail can be torn by a crash: the
-/// reader stops at the first short or corrupt record and the file is cut there (those entries are re-applied from
-/// the Raft log). A reader refuses any other version; a change of layout bumps the version and the magic's last digit.
+/// Records are appended in index order (written to the kernel by Apply, fsynced before a snapshot), so a crash can only
+/// lose or tear records after the last snapshot: the reader stops at the first short or corrupt record and the file is
+/// cut there (those entries are re-applied from the Raft log, which is not compacted past a snapshot). A reader refuses any other version; a change of layout bumps the version and the magic's last digit.
 /// </summary>
 internal static class AppliedLog
 {

@@ -6,8 +6,11 @@ namespace MiniKV.RaftBench;
 /// <summary>
 /// A small but durable state machine for the benchmark and the crash tests: it remembers the request id of every
 /// applied command in log order (<see cref="AppliedLog"/> format), so a test can check that every acknowledged
-/// proposal was applied exactly once and that all nodes applied the same sequence. Apply fsyncs before returning,
-/// so the records and <see cref="AppliedIndex"/> are durable together. Reads from other threads take the lock.
+/// proposal was applied exactly once and that all nodes applied the same sequence. Like the coordinator's
+/// MetadataStateMachine, Apply does not fsync: the Raft log is the durable copy of every committed entry, and the host
+/// compacts that log only up to a snapshot, which <see cref="CreateSnapshot"/> fsyncs first. Apply still hands the
+/// records to the kernel, so a killed process keeps them; after a power loss the file is cut at its first torn
+/// record and the missing tail is re-applied from the log. Reads from other threads take the lock.
 /// </summary>
 internal sealed class AppliedLogStateMachine : IRaftStateMachine, IDisposable
 {
@@ -79,7 +82,7 @@ internal sealed class AppliedLogStateMachine : IRaftStateMachine, IDisposable
         if (length > 0)
         {
             _file.Write(_buffer, 0, length);
-            _file.Flush(flushToDisk: true);
+            _file.Flush(flushToDisk: false);
             Volatile.Write(ref _appliedIndex, last);
         }
         return results;
@@ -87,7 +90,8 @@ internal sealed class AppliedLogStateMachine : IRaftStateMachine, IDisposable
 
     public IStateMachineSnapshot CreateSnapshot()
     {
-        _file.Flush(flushToDisk: false);
+        // The host compacts its log up to this snapshot next, so what the snapshot covers must be on disk first.
+        _file.Flush(flushToDisk: true);
         // The file is append-only, so its current bytes are exactly the state at AppliedIndex.
         return new Snapshot(_appliedIndex, File.ReadAllBytes(_path));
     }

@@ -36,6 +36,9 @@ internal abstract class ClusterClient : IDisposable
     /// <summary>Whether every member answers (a restarted member is back), so the next kill cannot take away the quorum.</summary>
     public abstract Task<bool> AllMembersUpAsync(CancellationToken cancellationToken);
 
+    /// <summary>Waits until every member has caught up with the commit index the leader had when called (false: timed out).</summary>
+    public abstract Task<bool> AllCaughtUpAsync(TimeSpan timeout);
+
     public void Dispose() => Http.Dispose();
 
     protected static async Task BackoffAsync(int attempt, CancellationToken cancellationToken)
@@ -221,6 +224,26 @@ internal sealed class RaftClusterClient : ClusterClient
         return true;
     }
 
+    public override async Task<bool> AllCaughtUpAsync(TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long target = -1;
+        while (clock.Elapsed < timeout)
+        {
+            var statuses = await Task.WhenAll(_urls.Keys.Select(id => StatusAsync(id, CancellationToken.None)));
+            if (target < 0 && statuses.FirstOrDefault(st => st is { IsLeader: true }) is { } leader)
+            {
+                target = leader.Commit;
+            }
+            if (target >= 0 && statuses.All(st => st is not null && st.Applied >= target))
+            {
+                return true;
+            }
+            await Task.Delay(20);
+        }
+        return false;
+    }
+
     public async Task<NodeStatus?> StatusAsync(string id, CancellationToken cancellationToken) =>
         await GetAsync(_urls[id] + "/status", cancellationToken) is { } text ? NodeStatus.Parse(text) : null;
 
@@ -396,6 +419,42 @@ internal sealed class EtcdClusterClient(IReadOnlyList<KeyValuePair<string, strin
             }
         }
         return true;
+    }
+
+    public override async Task<bool> AllCaughtUpAsync(TimeSpan timeout)
+    {
+        // maintenance/status reports each member's raftIndex (its commit index); wait until all reach the highest seen first.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long target = -1;
+        while (clock.Elapsed < timeout)
+        {
+            var indexes = await Task.WhenAll(members.Select(m => RaftIndexAsync(m.Value)));
+            if (target < 0 && indexes.All(i => i >= 0))
+            {
+                target = indexes.Max();
+            }
+            if (target >= 0 && indexes.All(i => i >= target))
+            {
+                return true;
+            }
+            await Task.Delay(20);
+        }
+        return false;
+    }
+
+    private async Task<long> RaftIndexAsync(string url)
+    {
+        try
+        {
+            using var content = new StringContent("{}", Encoding.UTF8, "application/json");
+            using var response = await Http.PostAsync(url.TrimEnd('/') + "/v3/maintenance/status", content);
+            using var doc = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return doc.RootElement.TryGetProperty("raftIndex", out var i) && long.TryParse(i.GetString(), System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : -1;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException or System.Text.Json.JsonException or InvalidOperationException)
+        {
+            return -1;
+        }
     }
 
     private async Task<bool> CallAsync(string path, string json, CancellationToken cancellationToken)

@@ -103,7 +103,12 @@ internal static class NodeMode
             Seed = seed,
         }, storage, transport, stateMachine);
         transport.Handler = host;
+        transport.PeerUnreachable += host.ReportUnreachable;
         host.Start();
+        if (Environment.GetEnvironmentVariable("MINIKV_RAFTBENCH_TRACE") == "1")
+        {
+            new Thread(() => TraceRoles(host, transport)) { IsBackground = true, Name = "trace" }.Start();
+        }
         api.Attach(host, stateMachine);
         Console.Out.WriteLine($"raft node {id} started with members {string.Join(',', addresses.Keys.Order(StringComparer.Ordinal))}");
         Console.Out.Flush();
@@ -113,6 +118,31 @@ internal static class NodeMode
         await host.DisposeAsync();
         await transport.DisposeAsync();
         return 0;
+    }
+
+    /// <summary>
+    /// MINIKV_RAFTBENCH_TRACE=1: prints, with UTC times, every change of role, term or leader and the first commit
+    /// after it (polled every 2 ms from the status the Raft loop publishes after each pass, so a delayed thread-pool
+    /// callback does not skew the times), to trace a failover across the members' logs.
+    /// </summary>
+    private static void TraceRoles(RaftHost host, GrpcRaftTransport transport)
+    {
+        var last = host.Status;
+        var commitSeen = true;
+        while (true)
+        {
+            Thread.Sleep(2);
+            var now = host.Status;
+            var changed = now.Role != last.Role || now.Term != last.Term || now.Leader != last.Leader;
+            if (changed || (!commitSeen && now.CommitIndex != last.CommitIndex))
+            {
+                var c = transport.GetCounters();
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{DateTime.UtcNow:HH:mm:ss.fff} {now.NodeId}: {now.Role} term={now.Term} leader={now.Leader ?? "-"} commit={now.CommitIndex} applied={now.AppliedIndex} last={now.LastIndex} syncs={now.Syncs} dropped={c.MessagesDropped} reconnects={c.Reconnects}"));
+                commitSeen = !changed;
+                last = now;
+            }
+        }
     }
 
     private static (int Min, int Max) ParseRange(string text)

@@ -47,6 +47,10 @@ public sealed class GrpcRaftTransport : IRaftTransport
     /// <summary>Raised on a background thread when a snapshot stream to a peer ends: (peer id, snapshot index, whether the peer acknowledged it).</summary>
     public event Action<string, long, bool>? SnapshotCompleted;
 
+    /// <summary>Raised on a background thread when the stream to a peer breaks or cannot be opened (peer id); a follower's
+    /// host uses it to notice a dead leader before its election timeout (<c>RaftHost.ReportUnreachable</c>).</summary>
+    public event Action<string>? PeerUnreachable;
+
     /// <summary>Raised when a node introduces itself through Hello (its id, and the remote address gRPC reports).</summary>
     public event Action<string, string>? HelloReceived;
 
@@ -212,6 +216,8 @@ public sealed class GrpcRaftTransport : IRaftTransport
         Interlocked.Increment(ref ok ? ref _snapshotsSent : ref _snapshotsFailed);
         SnapshotCompleted?.Invoke(peer, index, ok);
     }
+
+    internal void OnPeerUnreachable(string nodeId) => PeerUnreachable?.Invoke(nodeId);
 
     internal void OnHello(string nodeId, string remote) => HelloReceived?.Invoke(nodeId, remote);
 

@@ -180,6 +180,7 @@ internal sealed class PeerConnection : IAsyncDisposable
         _owner.CountDropped(lost);
         _owner.CountReconnect();
         Log.StreamBroke(_owner.Logger, NodeId, Address, error, backoff.TotalMilliseconds);
+        _owner.OnPeerUnreachable(NodeId);
         await Task.Delay(backoff, token);
         CountDroppedQueue();
         return TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _owner.Options.MaxBackoff.Ticks));

@@ -168,6 +168,26 @@ public sealed partial class RaftNode
         }
     }
 
+    /// <summary>
+    /// The driver's transport lost its connection to <paramref name="id"/> (a reset stream, a refused reconnect). When
+    /// that is this follower's leader, the node stops vouching for it: its lease ends (it answers pre-votes again) and
+    /// its election timer fires within a heartbeat interval instead of a whole election timeout. The rest of the
+    /// timeout is drawn at random so two followers that saw the same crash rarely campaign together. Safe whatever the
+    /// report's truth: it only moves an election earlier, and a pre-vote cannot win while the other voters still hear
+    /// from a live leader (their leases hold), so a false report costs one rejected pre-vote round.
+    /// </summary>
+    public void ReportLeaderUnreachable(string id)
+    {
+        if (Role != RaftRole.Follower || Leader != id || !Promotable)
+        {
+            return;
+        }
+
+        int fireIn = 1 + _opts.Random.Next(_opts.HeartbeatTicks);
+        _electionElapsed = Math.Max(_electionElapsed,
+            Math.Max(_opts.ElectionTicksMin, _randomizedElectionTimeout - fireIn));
+    }
+
     private bool QuorumActive()
     {
         int active = 0;

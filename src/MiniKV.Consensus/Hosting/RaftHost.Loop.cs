@@ -52,6 +52,9 @@ public sealed partial class RaftHost
             case TransferInput t:
                 StartTransfer(t);
                 break;
+            case UnreachableInput u:
+                _node.ReportLeaderUnreachable(u.NodeId);
+                break;
             case SnapshotInput s:
                 CompleteIncomingSnapshot();
                 _incoming = s;

@@ -122,6 +122,19 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         }
     }
 
+    /// <summary>
+    /// The transport lost its connection to <paramref name="nodeId"/>. If that is the leader, this follower campaigns
+    /// within a heartbeat interval instead of an election timeout (<see cref="RaftNode.ReportLeaderUnreachable"/>).
+    /// Thread-safe; wire it to the transport's unreachable-peer notice.
+    /// </summary>
+    public void ReportUnreachable(string nodeId)
+    {
+        if (!_stopping && _fault is null)
+        {
+            Enqueue(new UnreachableInput(nodeId));
+        }
+    }
+
     public Task OnSnapshotAsync(Message message, Stream data, CancellationToken cancellationToken)
     {
         var input = new SnapshotInput(message, data);
@@ -294,6 +307,8 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
 
         public TaskCompletionSource<ProposalResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
+
+    private sealed record UnreachableInput(string NodeId);
 
     private sealed class ReadInput(bool anyMember)
     {

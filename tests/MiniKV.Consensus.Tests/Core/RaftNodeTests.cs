@@ -61,6 +61,40 @@ public sealed class RaftNodeTests
     }
 
     [Fact]
+    public void FollowersThatLoseTheLeadersConnectionElectAnotherWithinAHeartbeatInterval()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        long term = leader.Term;
+        c.Tick(1);
+        c.Cut.Add("n1");
+        c.Nodes["n2"].ReportLeaderUnreachable("n1");
+        c.Nodes["n3"].ReportLeaderUnreachable("n1");
+
+        // Without the reports nobody campaigns before ElectionTicksMin (15) ticks.
+        c.Tick(4);
+        var next = c.Leader;
+        Assert.NotNull(next);
+        Assert.NotEqual("n1", next!.Id);
+        Assert.True(next.Term > term);
+    }
+
+    [Fact]
+    public void AFalseUnreachableReportDoesNotDisruptALiveLeader()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        long term = leader.Term;
+        c.Tick(1);
+        c.Nodes["n2"].ReportLeaderUnreachable("n1");
+        c.Nodes["n3"].ReportLeaderUnreachable("n2"); // not its leader: ignored
+        c.Tick(60);
+        Assert.Equal(RaftRole.Leader, leader.Role);
+        Assert.Equal(term, leader.Term);
+        Assert.All(c.Nodes.Values, n => Assert.Equal(term, n.Term));
+    }
+
+    [Fact]
     public void PreVoteKeepsAPartitionedNodeFromDisruptingTheLeader()
     {
         var c = new ManualCluster(3);

@@ -397,6 +397,16 @@ internal sealed class SimCluster
             Crash(leader);
         }
 
+        // False reports: a stream to a live leader broke (or the report arrives after a restart). Must not disrupt it.
+        if (_rand.NextDouble() < Faults.Partition)
+        {
+            var alive = Alive.ToList();
+            if (alive.Count > 0 && alive[_rand.Next(alive.Count)] is { Raft.Leader: { } lead } reporter)
+            {
+                reporter.Raft.ReportLeaderUnreachable(lead);
+            }
+        }
+
         if (_rand.NextDouble() < Faults.Partition)
         {
             foreach (var id in Nodes.Keys)
@@ -430,6 +440,16 @@ internal sealed class SimCluster
     {
         n.Crash();
         _network.RemoveAll(f => f.Message.To == n.Id);
+
+        // Most of the crashed node's followers notice it through their transport (ReportLeaderUnreachable); some do
+        // not, and then only their election timers help.
+        foreach (var other in Nodes.Values)
+        {
+            if (other.Alive && _rand.NextDouble() < 0.7)
+            {
+                other.Raft.ReportLeaderUnreachable(n.Id);
+            }
+        }
     }
 
     private void ProposeSomewhere()

@@ -109,7 +109,32 @@ public sealed partial class BlobStore : IAsyncDisposable
             }
             if (!TryAcquireSegment(entry.SegmentId, out var segment))
             {
-                continue;
+                if (attempt < 6)
+                {
+                    continue;
+                }
+                // Losing the race this often means compaction keeps moving this record while the reader is
+                // descheduled (a loaded box). Compaction switches the index under the write lock and retires old
+                // segments only after that, so a lookup and acquire under the same lock cannot lose it again.
+                lock (_writeLock)
+                {
+                    if (!TryFind(key, out entry, out hash, out var cached))
+                    {
+                        return new ReadResult(StoreStatus.NotFound);
+                    }
+                    if (cached != null)
+                    {
+                        return new ReadResult(StoreStatus.Ok, cached, entry.Sequence);
+                    }
+                    if (entry.ValueLength > MaxInMemoryRead)
+                    {
+                        return new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence);
+                    }
+                    if (!TryAcquireSegment(entry.SegmentId, out segment))
+                    {
+                        continue;
+                    }
+                }
             }
             try
             {

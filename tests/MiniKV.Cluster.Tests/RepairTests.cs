@@ -171,9 +171,17 @@ public sealed class RepairTests(ITestOutputHelper output)
     {
         foreach (var (key, value) in acknowledged)
         {
-            using var get = await http.GetAsync(ApiTests.Url(via, key));
-            Assert.True(get.StatusCode == HttpStatusCode.OK, $"GET {key}: {get.StatusCode}");
-            var body = await get.Content.ReadAsByteArrayAsync();
+            // 503 means "retry" (leadership moving), never "lost"; it is retried for a bounded time like a client would.
+            HttpStatusCode status = 0;
+            byte[] body = [];
+            await Eventually.TrueAsync(async () =>
+            {
+                using var get = await http.GetAsync(ApiTests.Url(via, key));
+                status = get.StatusCode;
+                body = await get.Content.ReadAsByteArrayAsync();
+                return status != HttpStatusCode.ServiceUnavailable;
+            }, TimeSpan.FromSeconds(30), () => $"GET {key}: {status}", "an answer other than 503");
+            Assert.True(status == HttpStatusCode.OK, $"GET {key}: {status}");
             Assert.True(value.AsSpan().SequenceEqual(body), $"GET {key}: wrong bytes");
         }
     }

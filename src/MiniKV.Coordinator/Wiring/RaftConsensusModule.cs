@@ -133,8 +133,6 @@ internal sealed partial class RaftConsensusModule : IConsensusModule
             _transport,
             _context.StateMachine);
         _transport.Handler = host;
-        // A broken stream to the leader starts a (pre-vote) campaign at once instead of after the election timeout.
-        _transport.PeerUnreachable += host.ReportUnreachable;
         _host = host;
         _consensus.Attach(host);
         host.Start();

@@ -18,6 +18,8 @@ internal static class Program
           prepare-load  --grpc URL [--mode batched|stream|single] [--writers 64] [--value-size 1024]
                         [--seconds 10] [--warmup 2] [--max-batch 4096] [--inflight 1] [--server-pid PID]
                         closed-loop durable writes (Prepare then Commit) by WRITERS concurrent writers
+          pull-load     --source URL --target URL [--keys 100] [--size 1048576] [--parallel 4] [--rounds 3]
+                        seeds KEYS values on the source, then the target Pulls them PARALLEL at a time (repair's copy path)
           read-large    --url URL [--reads 5] [--buffer 1048576]
                         GETs the URL with HttpClient, discarding the body; one warm-up read first
         """;
@@ -40,6 +42,7 @@ internal static class Program
                 "seed" => await SeedMode.RunAsync(flags),
                 "prepare-load" => await PrepareLoadMode.RunAsync(flags),
                 "read-large" => await ReadLargeMode.RunAsync(flags),
+                "pull-load" => await PullLoadMode.RunAsync(flags),
                 _ => throw new ArgumentException($"unknown mode '{args[0]}'"),
             };
         }

@@ -142,6 +142,10 @@ public sealed partial class BlobStore
                 file.Flush();
                 _fs.SyncDirectory(_options.DataDirectory);
                 Interlocked.Add(ref _fsyncs, 2);
+                // A large value is written once and seldom read back at once; keeping its pages cached would grow the
+                // page cache by every byte written, which costs 2-5x the kernel time of reusing freed pages here
+                // (docs/benchmarks.md, "Repair copy rate"), and would push the small values' pages out.
+                file.DropCachedPages();
             }
             var segment = new Segment(id, SegmentKind.Blob, path, file, position);
             segment.ObserveSequence(sequence);

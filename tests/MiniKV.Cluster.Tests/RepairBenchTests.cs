@@ -14,7 +14,8 @@ namespace MiniKV.Cluster.Tests;
 /// </summary>
 public sealed class RepairBenchTests(ITestOutputHelper output)
 {
-    private const int Keys = 200;
+    /// <summary>MINIKV_REPAIR_KEYS values of 1 MiB (default 200).</summary>
+    private static readonly int Keys = int.TryParse(Environment.GetEnvironmentVariable("MINIKV_REPAIR_KEYS"), out var n) && n > 0 ? n : 200;
     private const int ValueSize = 1 << 20;
 
     [Fact]
@@ -25,7 +26,7 @@ public sealed class RepairBenchTests(ITestOutputHelper output)
             output.WriteLine("skipped: set MINIKV_HEAVY=1 to measure");
             return;
         }
-        // Unthrottled: automatic repair off, manual repair copies 4 keys at a time.
+        // Unthrottled: automatic repair off, manual repair copies 16 keys at a time.
         await using (var cluster = await TestCluster.StartAsync(output, coordinatorFlags: ["--repair-rate", "0", "--orphan-grace", "1s"]))
         {
             await cluster.RunAsync(output, async () =>
@@ -62,7 +63,7 @@ public sealed class RepairBenchTests(ITestOutputHelper output)
                 });
                 var during = await ForegroundAsync(cluster.Http, via, TimeSpan.FromMinutes(10), healed);
                 var elapsed = await healed;
-                output.WriteLine($"automatic repair at 10 keys/s healed {Keys} keys of 1 MiB in {elapsed.TotalSeconds:F1} s ({Keys / elapsed.TotalSeconds:F1} keys/s, {Keys / elapsed.TotalSeconds:F1} MB/s)");
+                output.WriteLine($"automatic repair at 10 keys/s healed {Keys} keys of 1 MiB in {elapsed.TotalSeconds:F1} s ({Keys / elapsed.TotalSeconds:F1} keys/s, {Keys * (double)ValueSize / 1e6 / elapsed.TotalSeconds:F1} MB/s)");
                 Row("automatic repair, --repair-rate 10", during, null);
             });
         }

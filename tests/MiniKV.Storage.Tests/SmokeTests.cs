@@ -28,4 +28,30 @@ public class PhysicalFileSystemTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Fact]
+    public void Dropping_cached_pages_keeps_every_byte_and_the_file_usable()
+    {
+        var dir = Directory.CreateTempSubdirectory("minikv-fs-").FullName;
+        try
+        {
+            var data = new byte[3 << 20];
+            new Random(7).NextBytes(data);
+            var path = Path.Combine(dir, "blob.bin");
+            using var file = PhysicalFileSystem.Instance.Open(path, OpenMode.CreateNew);
+            file.Write(0, data);
+            file.Flush();
+            file.DropCachedPages();
+            file.Write(data.Length, "tail"u8); // still writable after the hint
+            file.Flush();
+            var back = new byte[data.Length + 4];
+            Assert.Equal(back.Length, file.Read(0, back));
+            Assert.Equal(data, back[..data.Length]);
+            Assert.Equal("tail"u8.ToArray(), back[data.Length..]);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

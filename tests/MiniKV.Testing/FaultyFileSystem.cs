@@ -679,6 +679,11 @@ public sealed class FaultyFileSystem : IFileSystem
             }
         }
 
+        /// <summary>This file system has no page cache; the hint changes nothing, as it must not for a real one.</summary>
+        public void DropCachedPages()
+        {
+        }
+
         public void Dispose()
         {
             lock (fs._lock)

@@ -15,7 +15,7 @@ namespace MiniKV.Coordinator.Operations;
 /// </summary>
 public sealed partial class ClusterMaintenance : IAsyncDisposable
 {
-    private const int ManualParallelism = 4;
+    private const int ManualParallelism = 16;
     private readonly CoordinatorNode _node;
     private readonly IVolumeMaintenance _volumes;
     private readonly ILogger _logger;

@@ -268,7 +268,7 @@ public sealed class Repairer(CoordinatorNode node, IVolumeMaintenance volumes)
             result["orphans_deleted"] = totals.OrphansDeleted;
             result["orphans_waiting"] = totals.OrphansWaiting;
             result["seconds"] = Math.Round(seconds, 3);
-            result["copy_mb_per_s"] = Math.Round(totals.BytesCopied / 1048576.0 / seconds, 2);
+            result["copy_mb_per_s"] = Math.Round(totals.BytesCopied / 1e6 / seconds, 2);
             result["keys_per_s"] = Math.Round(totals.KeysRepaired / seconds, 2);
             result["errors"] = new JsonArray([.. totals.Errors.Select(e => (JsonNode)e)]);
         }

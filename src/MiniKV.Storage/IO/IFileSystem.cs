@@ -46,4 +46,9 @@ public interface IStorageFile : IDisposable
     /// <summary>fsync: every write that completed before the call is on stable storage when it returns.</summary>
     void Flush();
     void SetLength(long length);
+    /// <summary>
+    /// A hint that the file's flushed pages need not stay in the OS page cache (posix_fadvise DONTNEED); later reads
+    /// still see every byte. Only a file system with a page cache does anything.
+    /// </summary>
+    void DropCachedPages();
 }

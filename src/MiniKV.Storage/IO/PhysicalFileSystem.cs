@@ -87,6 +87,11 @@ public sealed partial class PhysicalFileSystem : IFileSystem
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     private static partial int NativeClose(int fd);
 
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int NativeFadvise(int fd, long offset, long length, int advice);
+
+    private const int FadviseDontNeed = 4; // POSIX_FADV_DONTNEED on Linux
+
     private sealed class PhysicalFile(string path, SafeFileHandle handle) : IStorageFile
     {
         public string Path { get; } = path;
@@ -126,6 +131,15 @@ public sealed partial class PhysicalFileSystem : IFileSystem
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw StorageException.FromIo(e, Path);
+            }
+        }
+
+        public void DropCachedPages()
+        {
+            if (OperatingSystem.IsLinux())
+            {
+                // Advice only: a failure changes nothing that a later read could see, so its result is ignored.
+                _ = NativeFadvise((int)handle.DangerousGetHandle(), 0, 0, FadviseDontNeed);
             }
         }
 

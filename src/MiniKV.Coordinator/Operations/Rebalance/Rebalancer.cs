@@ -40,7 +40,7 @@ public sealed partial class Rebalancer : IAsyncDisposable
     }
 
     /// <summary>Keys moved at once; each holds only its own key's write lock.</summary>
-    public int Parallelism { get; init; } = 4;
+    public int Parallelism { get; init; } = 16;
 
     /// <summary>The copy rate when a request names none (bytes per second; 0 is unlimited): --rebalance-rate.</summary>
     public long DefaultRate => _node.Options.RebalanceRate;

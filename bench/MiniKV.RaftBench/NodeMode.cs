@@ -108,6 +108,8 @@ internal static class NodeMode
         if (Environment.GetEnvironmentVariable("MINIKV_RAFTBENCH_TRACE") == "1")
         {
             new Thread(() => TraceRoles(host, transport)) { IsBackground = true, Name = "trace" }.Start();
+            transport.PeerUnreachable += peer => Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{DateTime.UtcNow:HH:mm:ss.fff} {id}: stream to {peer} broke (reported to Raft)"));
         }
         api.Attach(host, stateMachine);
         Console.Out.WriteLine($"raft node {id} started with members {string.Join(',', addresses.Keys.Order(StringComparer.Ordinal))}");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Raft (MiniKV.Consensus via bench/MiniKV.RaftBench) vs etcd 3.4 on loopback, same client tool, same run.
-#   bench/scripts/raft-bench.sh [--seconds 10] [--kills 20]     (docs/benchmarks.md, "Raft (MiniKV.Consensus) vs etcd")
+#   bench/scripts/raft-bench.sh [--seconds 10] [--kills 20] [--phases "load read failover"] [--targets "raft etcd"]
+#   (docs/benchmarks.md, "Raft (MiniKV.Consensus) vs etcd"); --phases and --targets pick which measurements run.
 # Both clusters: 3 members, fsync on, election timeouts 150-300 ms (RaftBench: --election-timeout-ms 150-300,
 # heartbeat 50 ms; etcd: --heartbeat-interval 30 --election-timeout 150 -- etcd demands election >= 5x heartbeat --
 # and randomizes the election timeout over [150, 300) ms itself).
@@ -41,12 +42,14 @@ if [[ ${1:-} == restart ]]; then
   exit 0
 fi
 
-SECONDS_PER_RUN=10 KILLS=20 ETCD_API=grpc
+SECONDS_PER_RUN=10 KILLS=20 ETCD_API=grpc PHASES="load read failover" TARGETS="raft etcd"
 while [[ $# -gt 0 ]]; do
   case $1 in
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
     --kills) KILLS=$2; shift 2 ;;
     --etcd-api) ETCD_API=$2; shift 2 ;;
+    --phases) PHASES=$2; shift 2 ;;
+    --targets) TARGETS=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -75,22 +78,25 @@ ETCD=http://127.0.0.1:$(port 23791),http://127.0.0.1:$(port 23792),http://127.0.
 # A failed run (exit 1, e.g. a kill that never recovered) is reported in its RESULT line and must not end the script.
 # The failover client gets 90 s per kill: on a loaded box a restarted member took 15-30 s to rejoin, and a 300 s cap
 # cut a 20-kill run off after 10 kills without its RESULT line.
-client() { timeout "${CLIENT_TIMEOUT:-300}" dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT' || true; }
+client() { # client MODE --target raft|etcd ...
+  [[ " $TARGETS " == *" $3 "* ]] || return 0
+  timeout "${CLIENT_TIMEOUT:-300}" dotnet "$DLL" "$@" | tee -a "$RUN/results.txt" | grep '^RESULT' || true; }
 for i in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$(port 24201)/status" | grep -q 'leader=n' && curl -sf "http://127.0.0.1:$(port 23791)/health" | grep -q true && break
   sleep 1
 done
 
 echo "uptime: $(uptime)" | tee "$RUN/results.txt"
-for n in 1 16 64 256; do
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
+phase load && for n in 1 16 64 256; do
   client load --target raft --targets $RAFT --proposers $n --seconds "$SECONDS_PER_RUN"
   client load --target etcd --targets $ETCD --proposers $n --seconds "$SECONDS_PER_RUN" --etcd-api "$ETCD_API"
 done
-client read --target raft --targets $RAFT --seconds 5
-client read --target etcd --targets $ETCD --seconds 5 --etcd-api "$ETCD_API"
-CLIENT_TIMEOUT=$(( 60 + 90 * KILLS )) client failover --target raft --targets "n1=http://127.0.0.1:$(port 24201),n2=http://127.0.0.1:$(port 24202),n3=http://127.0.0.1:$(port 24203)" \
+phase read && client read --target raft --targets $RAFT --seconds 5
+phase read && client read --target etcd --targets $ETCD --seconds 5 --etcd-api "$ETCD_API"
+phase failover && CLIENT_TIMEOUT=$(( 60 + 90 * KILLS )) client failover --target raft --targets "n1=http://127.0.0.1:$(port 24201),n2=http://127.0.0.1:$(port 24202),n3=http://127.0.0.1:$(port 24203)" \
   --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64
-CLIENT_TIMEOUT=$(( 60 + 90 * KILLS )) client failover --target etcd --targets "m1=http://127.0.0.1:$(port 23791),m2=http://127.0.0.1:$(port 23792),m3=http://127.0.0.1:$(port 23793)" \
+phase failover && CLIENT_TIMEOUT=$(( 60 + 90 * KILLS )) client failover --target etcd --targets "m1=http://127.0.0.1:$(port 23791),m2=http://127.0.0.1:$(port 23792),m3=http://127.0.0.1:$(port 23793)" \
   --pid-dir "$RUN/pids" --restart-cmd "$0 restart" --kills "$KILLS" --writers 64 --etcd-api "$ETCD_API"
 echo "uptime: $(uptime)" | tee -a "$RUN/results.txt"
 

@@ -85,15 +85,21 @@ public sealed class FileRaftStorageTests : IDisposable
         using var storage = Open(new FaultyFileSystem());
         storage.Load();
         var random = new Random(12);
-        var first = MakeEntries(1, 1, 256, random, maxData: 100);
-        var second = MakeEntries(1, 257, 256, random, maxData: 100);
-        storage.Append(first);
+        storage.Append(MakeEntries(1, 1, 256, random, maxData: 100));
         storage.Sync();
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        storage.Append(second);
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
-        storage.Sync();
+        // The least of three appends: a gen-2 collection caused by tests running in parallel may trim the shared
+        // ArrayPool, and then one append rents a fresh buffer (seen: 7,856 bytes once in ~10 runs); an allocation
+        // per entry would show in all three.
+        var least = long.MaxValue;
+        for (var i = 0; i < 3; i++)
+        {
+            var batch = MakeEntries(1, 257 + (i * 256), 256, random, maxData: 100);
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            storage.Append(batch);
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+            storage.Sync();
+        }
+        Assert.Equal(0, least);
     }
 
     [Fact]

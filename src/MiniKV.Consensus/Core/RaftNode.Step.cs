@@ -80,7 +80,7 @@ public sealed partial class RaftNode
             || (Vote is null && Leader is null)
             || (m.Type == MessageType.PreVote && m.Term > Term);
         var respType = m.Type == MessageType.Vote ? MessageType.VoteResponse : MessageType.PreVoteResponse;
-        if (canVote && _log.IsUpToDate(m.Index, m.LogTerm))
+        if (canVote && _log.IsUpToDate(m.Index, m.LogTerm) && !YieldsToMe(m))
         {
             // A granted pre-vote answers in the candidate's future term so the candidate counts it.
             Send(new Message { Type = respType, From = Id, To = m.From, Term = m.Term });
@@ -95,6 +95,16 @@ public sealed partial class RaftNode
             Send(new Message { Type = respType, From = Id, To = m.From, Term = Term, Reject = true });
         }
     }
+
+    /// <summary>
+    /// Two pre-candidates that ask for the same next term within one round trip would grant each other, both go on to
+    /// a real election, and split the vote (a whole election timeout lost). Between two such rivals the one with the
+    /// more up-to-date log, else the lower id, is the one granted. A withheld pre-vote never affects safety; the
+    /// loser keeps its timer and campaigns again if the winner does not follow through.
+    /// </summary>
+    private bool YieldsToMe(Message m) =>
+        m.Type == MessageType.PreVote && Role == RaftRole.PreCandidate && m.Term == Term + 1
+        && m.LogTerm == _log.LastTerm && m.Index == _log.LastIndex && string.CompareOrdinal(m.From, Id) > 0;
 
     private void StepCandidate(Message m)
     {

@@ -82,6 +82,27 @@ public sealed class RaftNodeTests
     }
 
     [Fact]
+    public void TwoPreCandidatesForTheSameTermDoNotSplitTheVote()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        long term = leader.Term;
+        c.Tick(1);
+        c.Cut.Add("n1");
+        c.Nodes["n2"].ReportLeaderUnreachable("n1"); // ends their leases, so each answers the other's pre-vote
+        c.Nodes["n3"].ReportLeaderUnreachable("n1");
+        c.Nodes["n3"].Campaign();
+        c.Nodes["n2"].Campaign(); // both pre-campaign before either hears from the other
+        c.Pump();
+
+        // Granting each other would make both real candidates for term+1, each voting for itself: a split vote.
+        Assert.Equal(RaftRole.Leader, c.Nodes["n2"].Role);
+        Assert.Equal(term + 1, c.Nodes["n2"].Term);
+        Assert.Equal(RaftRole.Follower, c.Nodes["n3"].Role);
+        Assert.Equal(term + 1, c.Nodes["n3"].Term);
+    }
+
+    [Fact]
     public void AFalseUnreachableReportDoesNotDisruptALiveLeader()
     {
         var c = new ManualCluster(3);

@@ -93,6 +93,12 @@ public sealed partial class RaftNode
         else
         {
             Send(new Message { Type = respType, From = Id, To = m.From, Term = Term, Reject = true });
+            if (YieldsToMe(m))
+            {
+                // The rival campaigns, so its lease is over: our own pre-vote, which it may have ignored while its
+                // lease held, is worth asking again now rather than after a whole election timeout.
+                Send(new Message { Type = MessageType.PreVote, From = Id, To = m.From, Term = Term + 1, Index = _log.LastIndex, LogTerm = _log.LastTerm });
+            }
         }
     }
 

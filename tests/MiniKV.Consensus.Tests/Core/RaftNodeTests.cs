@@ -103,6 +103,28 @@ public sealed class RaftNodeTests
     }
 
     [Fact]
+    public void APreVoteIgnoredUnderALeaseIsAskedAgainWhenTheRivalCampaigns()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        long term = leader.Term;
+        c.Tick(1);
+        c.Cut.Add("n1");
+        c.Nodes["n2"].ReportLeaderUnreachable("n1");
+        c.Nodes["n2"].Campaign();
+        c.Pump(); // n3 still trusts n1 (its lease holds) and ignores the pre-vote
+        Assert.Equal(RaftRole.PreCandidate, c.Nodes["n2"].Role);
+
+        c.Nodes["n3"].ReportLeaderUnreachable("n1");
+        c.Nodes["n3"].Campaign();
+        c.Pump(); // no tick: n2 must not wait out an election timeout
+
+        Assert.Equal(RaftRole.Leader, c.Nodes["n2"].Role);
+        Assert.Equal(term + 1, c.Nodes["n2"].Term);
+        Assert.Equal(term + 1, c.Nodes["n3"].Term);
+    }
+
+    [Fact]
     public void AFalseUnreachableReportDoesNotDisruptALiveLeader()
     {
         var c = new ManualCluster(3);

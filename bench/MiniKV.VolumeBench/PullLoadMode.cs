@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Google.Protobuf;
-using MiniKV.Common;
 using MiniKV.Protocol.V1;
-using MiniKV.Storage;
 
 namespace MiniKV.VolumeBench;
 
@@ -32,14 +30,13 @@ internal static class PullLoadMode
         var sourceAddress = new Uri(source).Authority;
         var value = new byte[size];
         new Random(1).NextBytes(value);
-        var checksum = Checksums.Format(System.IO.Hashing.Crc32.HashToUInt32(value));
         var rates = new List<double>();
         var run = Environment.ProcessId; // keys of an earlier run on the same volumes would be found already present
         for (var round = 1; round <= rounds; round++)
         {
             var names = Enumerable.Range(0, keys).Select(i => ByteString.CopyFromUtf8($"pull-{run}-{round}-{i:D5}")).ToArray();
             await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (key, ct) =>
-                await SeedAsync(sourceClient, key, value, checksum, ct));
+                await SeedMode.StoreAsync(sourceClient, key, value.Length, [value], ct));
             Console.Out.WriteLine($"round={round} seeded");
             var started = Stopwatch.GetTimestamp();
             await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = parallel }, async (key, ct) =>
@@ -59,26 +56,5 @@ internal static class PullLoadMode
         rates.Sort();
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"median_mb_per_s={rates[rates.Count / 2]:F1} rounds={rounds}"));
         return 0;
-    }
-
-    private static async Task SeedAsync(Protocol.V1.Volume.VolumeClient client, ByteString key, byte[] value, string checksum, CancellationToken ct)
-    {
-        var tx = VolumeClientFactory.Tx(TxId.NewRandom());
-        using (var call = client.Prepare(cancellationToken: ct))
-        {
-            await call.RequestStream.WriteAsync(new PrepareRequest
-            {
-                Header = new PrepareHeader { TxId = tx, Key = key, Version = 1, ExpectedSize = value.Length },
-            }, ct);
-            await call.RequestStream.WriteAsync(new PrepareRequest { Chunk = UnsafeByteOperations.UnsafeWrap(value) }, ct);
-            await call.RequestStream.WriteAsync(new PrepareRequest { Trailer = new PrepareTrailer { Checksum = checksum } }, ct);
-            await call.RequestStream.CompleteAsync();
-            await call;
-        }
-        var commit = await client.CommitAsync(new CommitRequest { TxIds = { tx } }, cancellationToken: ct);
-        if (commit.Results[0].Status.Code != 0)
-        {
-            throw new InvalidOperationException($"seed commit of {key.ToStringUtf8()} failed: {commit.Results[0].Status}");
-        }
     }
 }

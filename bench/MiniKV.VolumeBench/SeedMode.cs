@@ -22,36 +22,62 @@ internal static class SeedMode
 
         using var channel = VolumeClientFactory.Channel(url);
         var client = new Protocol.V1.Volume.VolumeClient(channel);
-        var tx = VolumeClientFactory.Tx(TxId.NewRandom());
         var started = Stopwatch.GetTimestamp();
-        var crc = new Crc32();
-        using (var call = client.Prepare())
+        string checksum;
+        try
         {
-            await call.RequestStream.WriteAsync(new PrepareRequest
-            {
-                Header = new PrepareHeader { TxId = tx, Key = ByteString.CopyFromUtf8(key), Version = 1, ExpectedSize = size },
-            });
-            for (long sent = 0; sent < size;)
-            {
-                var chunk = new byte[(int)Math.Min(chunkSize, size - sent)];
-                random.NextBytes(chunk);
-                crc.Append(chunk);
-                await call.RequestStream.WriteAsync(new PrepareRequest { Chunk = UnsafeByteOperations.UnsafeWrap(chunk) });
-                sent += chunk.Length;
-            }
-            await call.RequestStream.WriteAsync(new PrepareRequest { Trailer = new PrepareTrailer { Checksum = Checksums.Format(crc.GetCurrentHashAsUInt32()) } });
-            await call.RequestStream.CompleteAsync();
-            await call;
+            checksum = await StoreAsync(client, ByteString.CopyFromUtf8(key), size, RandomChunks(random, size, chunkSize), CancellationToken.None);
         }
-        var commit = await client.CommitAsync(new CommitRequest { TxIds = { tx } });
-        if (commit.Results[0].Status.Code != 0)
+        catch (InvalidOperationException e)
         {
-            await Console.Error.WriteLineAsync($"seed: commit of '{key}' failed: {commit.Results[0].Status}");
+            await Console.Error.WriteLineAsync("seed: " + e.Message);
             return 1;
         }
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"key={key} size={size} checksum={Checksums.Format(crc.GetCurrentHashAsUInt32())} seconds={seconds:F3}"));
+            $"key={key} size={size} checksum={checksum} seconds={seconds:F3}"));
         return 0;
+    }
+
+    private static IEnumerable<byte[]> RandomChunks(Random random, long size, int chunkSize)
+    {
+        for (long sent = 0; sent < size;)
+        {
+            var chunk = new byte[(int)Math.Min(chunkSize, size - sent)];
+            random.NextBytes(chunk);
+            sent += chunk.Length;
+            yield return chunk;
+        }
+    }
+
+    /// <summary>
+    /// Stores one value of <paramref name="size"/> bytes, given as <paramref name="chunks"/>, as a coordinator would: a
+    /// streamed Prepare with the CRC in its trailer, then a Commit. Returns the checksum; throws if the commit fails.
+    /// </summary>
+    public static async Task<string> StoreAsync(Protocol.V1.Volume.VolumeClient client, ByteString key, long size, IEnumerable<byte[]> chunks, CancellationToken ct)
+    {
+        var tx = VolumeClientFactory.Tx(TxId.NewRandom());
+        var crc = new Crc32();
+        using (var call = client.Prepare(cancellationToken: ct))
+        {
+            await call.RequestStream.WriteAsync(new PrepareRequest
+            {
+                Header = new PrepareHeader { TxId = tx, Key = key, Version = 1, ExpectedSize = size },
+            }, ct);
+            foreach (var chunk in chunks)
+            {
+                crc.Append(chunk);
+                await call.RequestStream.WriteAsync(new PrepareRequest { Chunk = UnsafeByteOperations.UnsafeWrap(chunk) }, ct);
+            }
+            await call.RequestStream.WriteAsync(new PrepareRequest { Trailer = new PrepareTrailer { Checksum = Checksums.Format(crc.GetCurrentHashAsUInt32()) } }, ct);
+            await call.RequestStream.CompleteAsync();
+            await call;
+        }
+        var commit = await client.CommitAsync(new CommitRequest { TxIds = { tx } }, cancellationToken: ct);
+        if (commit.Results[0].Status.Code != 0)
+        {
+            throw new InvalidOperationException($"commit of '{key.ToStringUtf8()}' failed: {commit.Results[0].Status}");
+        }
+        return Checksums.Format(crc.GetCurrentHashAsUInt32());
     }
 }

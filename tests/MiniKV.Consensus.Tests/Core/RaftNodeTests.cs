@@ -60,14 +60,20 @@ public sealed class RaftNodeTests
         Assert.True(frd.MustSync);
     }
 
-    [Fact]
-    public void FollowersThatLoseTheLeadersConnectionElectAnotherWithinAHeartbeatInterval()
+    /// <summary>Three nodes, n1 elected and heard once, then cut off from the others (as if killed).</summary>
+    private static (ManualCluster Cluster, long Term) ClusterWhoseLeaderN1IsCutOff()
     {
         var c = new ManualCluster(3);
         var leader = c.Elect("n1");
-        long term = leader.Term;
         c.Tick(1);
         c.Cut.Add("n1");
+        return (c, leader.Term);
+    }
+
+    [Fact]
+    public void FollowersThatLoseTheLeadersConnectionElectAnotherWithinAHeartbeatInterval()
+    {
+        var (c, term) = ClusterWhoseLeaderN1IsCutOff();
         c.Nodes["n2"].ReportLeaderUnreachable("n1");
         c.Nodes["n3"].ReportLeaderUnreachable("n1");
 
@@ -84,11 +90,7 @@ public sealed class RaftNodeTests
     [Fact]
     public void TwoPreCandidatesForTheSameTermDoNotSplitTheVote()
     {
-        var c = new ManualCluster(3);
-        var leader = c.Elect("n1");
-        long term = leader.Term;
-        c.Tick(1);
-        c.Cut.Add("n1");
+        var (c, term) = ClusterWhoseLeaderN1IsCutOff();
         c.Nodes["n2"].ReportLeaderUnreachable("n1"); // ends their leases, so each answers the other's pre-vote
         c.Nodes["n3"].ReportLeaderUnreachable("n1");
         c.Nodes["n3"].Campaign();
@@ -105,11 +107,7 @@ public sealed class RaftNodeTests
     [Fact]
     public void APreVoteIgnoredUnderALeaseIsAskedAgainWhenTheRivalCampaigns()
     {
-        var c = new ManualCluster(3);
-        var leader = c.Elect("n1");
-        long term = leader.Term;
-        c.Tick(1);
-        c.Cut.Add("n1");
+        var (c, term) = ClusterWhoseLeaderN1IsCutOff();
         c.Nodes["n2"].ReportLeaderUnreachable("n1");
         c.Nodes["n2"].Campaign();
         c.Pump(); // n3 still trusts n1 (its lease holds) and ignores the pre-vote

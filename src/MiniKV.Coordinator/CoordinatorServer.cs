@@ -233,6 +233,19 @@ public sealed class CoordinatorServer : IAsyncDisposable
         m.Gauge("minikv_coord_raft_applied_index", "The last log index applied to the metadata.", () => [("", node.StateMachine.AppliedIndex)]);
         m.Gauge("minikv_coord_write_proposals", "Raft proposals that carried writes, since start.", () => [("", node.BatchCounters.Proposals)]);
         m.Gauge("minikv_coord_proposed_writes", "Writes carried by those proposals, since start.", () => [("", node.BatchCounters.Writes)]);
+        m.Gauge("minikv_coord_client_read_barriers", "ReadIndex rounds for client reads, and the reads they served, since start.", () =>
+        {
+            var (rounds, reads) = node.ReadBarrierCounters;
+            return [("{kind=\"rounds\"}", rounds), ("{kind=\"reads\"}", reads)];
+        });
+        if (node.Volumes is Wiring.VolumeOperations operations)
+        {
+            m.Gauge("minikv_coord_value_cache_lookups", "Small-value cache lookups by result, since start (values too large to cache are not counted).", () =>
+            {
+                var (hits, misses) = operations.CacheCounters;
+                return [("{result=\"hit\"}", hits), ("{result=\"miss\"}", misses)];
+            });
+        }
         m.Gauge("minikv_coord_volumes", "Registered volumes by state.", () =>
         {
             var counts = new Dictionary<string, int>(StringComparer.Ordinal) { ["up"] = 0, ["down"] = 0, ["draining"] = 0 };

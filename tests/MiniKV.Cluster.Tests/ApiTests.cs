@@ -45,6 +45,16 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
                 Assert.NotNull(get.Content.Headers.LastModified);
             }
 
+            // A small value is cached by the coordinator that read it: the second GET through it is a cache hit.
+            var small = TestRandom.Bytes(random, 1000);
+            Assert.Equal(HttpStatusCode.Created, (await PutAsync(http, leader, "api/small", small, "application/x-test")).StatusCode);
+            var hitsBefore = await CacheHitsAsync(http, leader);
+            for (var i = 0; i < 2; i++)
+            {
+                Assert.Equal(small, await http.GetByteArrayAsync(Url(leader, "api/small")));
+            }
+            Assert.True(await CacheHitsAsync(http, leader) > hitsBefore, "the second GET of a small value was not a cache hit");
+
             using (var head = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, Url(leader, "api/a b/ü"))))
             {
                 Assert.Equal(HttpStatusCode.OK, head.StatusCode);
@@ -288,5 +298,12 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
     {
         using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.False(string.IsNullOrEmpty(json.RootElement.GetProperty("error").GetString()));
+    }
+
+    private static async Task<long> CacheHitsAsync(HttpClient http, NodeProcess coordinator)
+    {
+        const string Name = "minikv_coord_value_cache_lookups{result=\"hit\"} ";
+        var line = (await http.GetStringAsync(coordinator.HttpUrl + "/metrics")).Split('\n').Single(l => l.StartsWith(Name, StringComparison.Ordinal));
+        return long.Parse(line[Name.Length..], System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -306,5 +306,11 @@ public class KvApiTests
         Assert.Contains("minikv_coord_request_seconds_bucket{route=\"put\"", metrics, StringComparison.Ordinal);
         Assert.Contains("minikv_coord_transactions_total{outcome=\"committed\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("minikv_coord_volumes{state=\"up\"} 3", metrics, StringComparison.Ordinal);
+
+        // Each linearizable read waits on a read barrier (ReadIndex round), which /metrics counts.
+        Assert.Equal("x", await f.Http.GetStringAsync("/kv/m"));
+        Assert.Equal("x", await f.Http.GetStringAsync("/kv/m"));
+        metrics = await f.Http.GetStringAsync("/metrics");
+        Assert.Contains("minikv_coord_client_read_barriers{kind=\"reads\"} 2", metrics, StringComparison.Ordinal);
     }
 }

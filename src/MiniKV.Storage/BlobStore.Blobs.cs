@@ -144,7 +144,7 @@ public sealed partial class BlobStore
                 Interlocked.Add(ref _fsyncs, 2);
                 // A large value is written once and seldom read back at once; keeping its pages cached would grow the
                 // page cache by every byte written, which costs 2-5x the kernel time of reusing freed pages here
-                // (docs/benchmarks.md, "Repair copy rate"), and would push the small values' pages out.
+                // (docs/benchmarks.md, "Cluster operations (#6)"), and would push the small values' pages out.
                 file.DropCachedPages();
             }
             var segment = new Segment(id, SegmentKind.Blob, path, file, position);

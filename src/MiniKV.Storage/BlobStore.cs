@@ -91,21 +91,10 @@ public sealed partial class BlobStore : IAsyncDisposable
     {
         for (var attempt = 0; attempt < 8; attempt++)
         {
-            if (attempt > 0)
+            // After the first attempt compaction moved the record between the lookup and the read: look it up again.
+            if ((attempt == 0 ? TooLargeToRead(entry) : LookUpAgain(key, out entry, out hash)) is { } early)
             {
-                // compaction moved the record between the lookup and the read: look it up again
-                if (!TryFind(key, out entry, out hash, out var cached))
-                {
-                    return new ReadResult(StoreStatus.NotFound);
-                }
-                if (cached != null)
-                {
-                    return new ReadResult(StoreStatus.Ok, cached, entry.Sequence);
-                }
-            }
-            if (entry.ValueLength > MaxInMemoryRead)
-            {
-                return new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence);
+                return early;
             }
             if (!TryAcquireSegment(entry.SegmentId, out var segment))
             {
@@ -118,17 +107,9 @@ public sealed partial class BlobStore : IAsyncDisposable
                 // segments only after that, so a lookup and acquire under the same lock cannot lose it again.
                 lock (_writeLock)
                 {
-                    if (!TryFind(key, out entry, out hash, out var cached))
+                    if (LookUpAgain(key, out entry, out hash) is { } settled)
                     {
-                        return new ReadResult(StoreStatus.NotFound);
-                    }
-                    if (cached != null)
-                    {
-                        return new ReadResult(StoreStatus.Ok, cached, entry.Sequence);
-                    }
-                    if (entry.ValueLength > MaxInMemoryRead)
-                    {
-                        return new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence);
+                        return settled;
                     }
                     if (!TryAcquireSegment(entry.SegmentId, out segment))
                     {
@@ -152,6 +133,20 @@ public sealed partial class BlobStore : IAsyncDisposable
         }
         throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
     }
+
+    /// <summary>The answer for a key whose record must be read from disk, when it is known without reading: gone,
+    /// cached meanwhile, or too large for an in-memory read; null when the read goes on with <paramref name="entry"/>.</summary>
+    private ReadResult? LookUpAgain(ReadOnlySpan<byte> key, out IndexEntry entry, out ulong hash)
+    {
+        if (!TryFind(key, out entry, out hash, out var cached))
+        {
+            return new ReadResult(StoreStatus.NotFound);
+        }
+        return cached != null ? new ReadResult(StoreStatus.Ok, cached, entry.Sequence) : TooLargeToRead(entry);
+    }
+
+    private static ReadResult? TooLargeToRead(IndexEntry entry) =>
+        entry.ValueLength > MaxInMemoryRead ? new ReadResult(StoreStatus.ValueTooLarge, default, entry.Sequence) : null;
 
     /// <summary>
     /// Opens a stream over the value, or over <paramref name="length"/> bytes from <paramref name="offset"/>.

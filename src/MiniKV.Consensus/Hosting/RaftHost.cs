@@ -124,7 +124,8 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
 
     /// <summary>
     /// The transport lost its connection to <paramref name="nodeId"/>. If that is the leader, this follower campaigns
-    /// within a heartbeat interval instead of an election timeout (<see cref="RaftNode.ReportLeaderUnreachable"/>).
+    /// soon (survivors in id order, a heartbeat interval apart) instead of after an election timeout
+    /// (<see cref="RaftNode.ReportLeaderUnreachable"/>).
     /// Thread-safe; wire it to the transport's unreachable-peer notice.
     /// </summary>
     public void ReportUnreachable(string nodeId)

@@ -72,6 +72,15 @@ public sealed partial class BlobStore
     /// <summary>Discards a prepared value. Idempotent; <see cref="StoreStatus.TransactionConflict"/> if it was committed.</summary>
     public ValueTask<WriteResult> AbortAsync(TxId tx) => DecideAsync(tx, RecordKind.Abort);
 
+    /// <summary>True when <paramref name="tx"/> is prepared for <paramref name="key"/> and awaits its decision.</summary>
+    public bool IsPrepared(TxId tx, ReadOnlySpan<byte> key)
+    {
+        lock (_txLock)
+        {
+            return _pending.TryGetValue(tx, out var pending) && key.SequenceEqual(pending.Key);
+        }
+    }
+
     /// <summary>The prepared transactions that await a decision.</summary>
     public IReadOnlyList<PreparedTransaction> ListPrepared()
     {

@@ -82,6 +82,31 @@ public sealed class VolumeNode
     }
 
     /// <summary>
+    /// Commits <paramref name="tx"/> when it is still prepared here for <paramref name="key"/> and the key holds no
+    /// version as new as <paramref name="version"/>: the caller read in the coordinators' metadata that the transaction
+    /// wrote that version and committed, and the leader's Commit may still be on its way (it is sent after the client's
+    /// answer). The version check keeps a late commit from bringing back an older value over a newer one.
+    /// </summary>
+    public async ValueTask CommitIfPreparedAsync(byte[] key, ulong version, TxId tx, CancellationToken cancellationToken)
+    {
+        if (!Store.IsPrepared(tx, key))
+        {
+            return;
+        }
+        if (Store.Lookup(key, out _) == StoreStatus.Ok && (await ReadFooterAsync(key, cancellationToken)).Footer.Version >= version)
+        {
+            return;
+        }
+        // Not durable with coordinators (as their own Commit): the Raft log keeps the outcome for TransactionOutcome.
+        var result = (await DecideManyAsync([tx], commit: true, durable: Link == null))[0];
+        Metrics.Increment("minikv_volume_read_commits_total", "Prepared transactions a read committed before the coordinator's Commit arrived.");
+        if (!result.IsOk && result.Status != StoreStatus.TransactionConflict)
+        {
+            throw VolumeException.FromStatus(result.Status, $"commit of tx {tx} for a read of key '{KeyRules.Display(key)}'");
+        }
+    }
+
+    /// <summary>
     /// Decides many transactions in one group commit (<see cref="BlobStore.DecideManyAsync"/>), with the same
     /// one-decision-per-transaction rule as <see cref="DecideAsync"/>: a transaction another call is deciding
     /// right now is decided after it, on its own.

@@ -218,6 +218,57 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
     }
 
     /// <summary>The leader's /admin/status shows every volume up and healthy (placement will use all three).</summary>
+    [Fact]
+    public async Task A_write_is_answered_at_its_commit_point_and_reads_back_before_any_volume_hears_its_Commit()
+    {
+        await using var cluster = await TestCluster.StartAsync(output, configure: node =>
+        {
+            if (node.Name.StartsWith("vol", StringComparison.Ordinal))
+            {
+                node.ExtraEnvironment["MINIKV_FAILPOINTS"] = $"volume.before-commit=wait({ReleaseFile})";
+            }
+        });
+        await cluster.RunAsync(output, async () =>
+        {
+            var random = TestRandom.Create(output.WriteLine);
+            await WaitAllVolumesUpAsync(cluster);
+            var leader = await cluster.LeaderAsync(Recovery);
+            var value = TestRandom.Bytes(random, 5000);
+            using (var put = await ApiTests.PutRetryingUnavailableAsync(cluster.Http, leader, "late/commit", value))
+            {
+                Assert.True(put.StatusCode == HttpStatusCode.Created, $"PUT while every volume holds its Commit: {(int)put.StatusCode} {await put.Content.ReadAsStringAsync()}");
+            }
+            foreach (var volume in cluster.Volumes)
+            {
+                await volume.WaitForOutputAsync("failpoint volume.before-commit hit: wait(", Recovery);
+            }
+            // Every coordinator reads the value back although no volume has committed it: the read names the
+            // committed transaction and the volume commits it first. A redirect carries the same.
+            foreach (var coordinator in cluster.Coordinators)
+            {
+                using var get = await cluster.Http.GetAsync(ApiTests.Url(coordinator, "late/commit"));
+                Assert.True(get.StatusCode == HttpStatusCode.OK, $"GET via {coordinator.Name} before Commit: {(int)get.StatusCode} {await get.Content.ReadAsStringAsync()}");
+                Assert.Equal(value, await get.Content.ReadAsByteArrayAsync());
+            }
+            using (var redirected = await cluster.Http.GetAsync(ApiTests.Url(leader, "late/commit") + "?redirect=true"))
+            {
+                Assert.True(redirected.StatusCode == HttpStatusCode.OK, $"GET ?redirect=true before Commit: {(int)redirected.StatusCode} {await redirected.Content.ReadAsStringAsync()}");
+                Assert.Contains("/blob/late/commit?version=", redirected.RequestMessage!.RequestUri!.ToString(), StringComparison.Ordinal);
+                Assert.Equal(value, await redirected.Content.ReadAsByteArrayAsync());
+            }
+            output.WriteLine("read back via every coordinator and a redirect while the Commit calls were held");
+
+            await File.WriteAllTextAsync(ReleaseFile, "go");
+            await AssertNoPreparedAsync(cluster);
+            var second = TestRandom.Bytes(random, 7000);
+            using (var put = await ApiTests.PutRetryingUnavailableAsync(cluster.Http, leader, "late/commit", second))
+            {
+                Assert.True(put.StatusCode == HttpStatusCode.Created, $"second PUT: {(int)put.StatusCode} {await put.Content.ReadAsStringAsync()}");
+            }
+            await AssertReadableAsync(cluster, cluster.Coordinators, new Dictionary<string, byte[]> { ["late/commit"] = second });
+        });
+    }
+
     private static async Task WaitAllVolumesUpAsync(TestCluster cluster)
     {
         var seen = "";

@@ -136,6 +136,37 @@ public sealed class HttpTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_redirect_naming_the_committed_write_commits_a_copy_still_prepared_then_serves_it()
+    {
+        // A coordinator answers the writer before its Commit reaches the volumes; its 307 carries ?version&tx.
+        var value = TestRandom.Bytes(_random, 3000);
+        var tx = Storage.TxId.NewRandom();
+        await _v.PrepareAsync(tx, "late/redirect", value, version: 4);
+        var hex = Convert.ToHexStringLower(VolumeHarness.Tx(tx).ToByteArray());
+        using (var bad = await _v.Http.GetAsync($"/blob/late%2Fredirect?version=4&tx={hex[..30]}"))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+            Assert.Equal("invalid_argument", (await ErrorOf(bad)).Error);
+        }
+        using (var bad = await _v.Http.GetAsync($"/blob/late%2Fredirect?tx={hex}"))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        }
+        Assert.Single(_v.Store().ListPrepared()); // bad queries changed nothing
+        using (var plain = await _v.Http.GetAsync("/blob/late%2Fredirect"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, plain.StatusCode); // without the query a prepared value stays invisible
+        }
+        using (var r = await _v.Http.GetAsync($"/blob/late%2Fredirect?version=4&tx={hex}"))
+        {
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            Assert.Equal(value, await r.Content.ReadAsByteArrayAsync());
+        }
+        Assert.Empty(_v.Store().ListPrepared());
+        Assert.Equal(0, (await _v.CommitAsync(tx)).Code); // the coordinator's own Commit, arriving late, still succeeds
+    }
+
+    [Fact]
     public async Task Errors_are_json_with_the_fitting_status_never_500_for_client_errors()
     {
         await _v.PrepareAsync(Storage.TxId.NewRandom(), "staged-only", [1, 2, 3]);

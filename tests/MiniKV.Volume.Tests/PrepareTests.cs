@@ -60,6 +60,56 @@ public sealed class PrepareTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Empty(_v.Store().ListPrepared());
     }
 
+    private async Task<(ReadHeader Header, byte[] Data)> ReadCommittedAsync(string key, ulong version, TxId tx)
+    {
+        using var call = _v.Client.Read(new ReadRequest { Key = VolumeHarness.Key(key), Version = version, CommittedTx = VolumeHarness.Tx(tx) });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        var header = call.ResponseStream.Current.Header;
+        using var data = new MemoryStream();
+        while (await call.ResponseStream.MoveNext(CancellationToken.None))
+        {
+            call.ResponseStream.Current.Chunk.WriteTo(data);
+        }
+        return (header, data.ToArray());
+    }
+
+    [Theory]
+    [InlineData(1024)]
+    [InlineData(300 << 10)]
+    public async Task A_read_naming_the_committed_transaction_commits_a_copy_still_prepared(int size)
+    {
+        // Coordinators send Commit after answering the writer, so a reader can get to the volume first.
+        var value = TestRandom.Bytes(_random, size);
+        var tx = TxId.NewRandom();
+        await _v.PrepareAsync(tx, "late/read", value, version: 9);
+        await VolumeHarness.ThrowsRpcAsync(StatusCode.NotFound, () => ReadCommittedAsync("late/other", 9, tx)); // another key's read commits nothing
+        Assert.Single(_v.Store().ListPrepared());
+
+        var (header, data) = await ReadCommittedAsync("late/read", 9, tx);
+        Assert.Equal(9ul, header.Version);
+        Assert.Equal(value, data);
+        Assert.Empty(_v.Store().ListPrepared());
+        Assert.Equal(0, (await _v.CommitAsync(tx)).Code); // the late Commit is answered as a repeat
+        Assert.Equal(value, (await _v.ReadAsync("late/read")).Data);
+    }
+
+    [Fact]
+    public async Task A_read_naming_an_older_committed_transaction_never_brings_its_value_back()
+    {
+        var older = TxId.NewRandom();
+        var newer = TxId.NewRandom();
+        await _v.PrepareAsync(older, "late/order", [1, 1, 1], version: 1);
+        await _v.PrepareAsync(newer, "late/order", [2, 2], version: 2);
+        Assert.Equal(0, (await _v.CommitAsync(newer)).Code);
+
+        var e = await VolumeHarness.ThrowsRpcAsync(StatusCode.FailedPrecondition, () => ReadCommittedAsync("late/order", 1, older));
+        Assert.Equal("version_mismatch", ErrorName(e));
+        var (header, data) = await _v.ReadAsync("late/order");
+        Assert.Equal(2ul, header.Version);
+        Assert.Equal([2, 2], data);
+        Assert.Single(_v.Store().ListPrepared()); // left for the coordinator's decision
+    }
+
     [Fact]
     public async Task Checksum_may_come_in_a_trailer_and_size_may_be_unknown()
     {

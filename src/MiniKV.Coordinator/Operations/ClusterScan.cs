@@ -59,6 +59,8 @@ public sealed class ClusterScan(CoordinatorNode node, IVolumeMaintenance volumes
 
     public async Task<ScanResult> RunAsync(bool deep, int replicas, Operations.Jobs.JobProgress? progress, CancellationToken cancellationToken)
     {
+        // Writes answered before the scan finish their Commit on the volumes first, or their copies would look missing.
+        await node.WaitForCommitsAsync(TimeSpan.FromSeconds(10));
         var result = new ScanResult();
         var records = new Dictionary<byte[], KeyRecord>(ByteKeyComparer.Instance);
         var after = Array.Empty<byte>();

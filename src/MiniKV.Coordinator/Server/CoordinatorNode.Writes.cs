@@ -42,7 +42,8 @@ public sealed partial class CoordinatorNode
             return Fail(Problem.NotEnoughVolumes($"fewer than {Options.MinReplicas} volumes are registered and healthy; start volumes and retry"));
         }
         phase = EndPhase("ready", phase);
-        using var held = await _keyLocks.AcquireAsync(request.Key, cancellationToken);
+        var held = await _keyLocks.AcquireAsync(request.Key, cancellationToken);
+        var lockHandedOff = false;
         phase = EndPhase("lock", phase);
         var current = StateMachine.GetKey(request.Key);
         if (!Conditions.TryPin(request.IfMatch, request.IfNoneMatch, current, out var condition, out var etag))
@@ -104,20 +105,21 @@ public sealed partial class CoordinatorNode
             committed = true;
             Metrics.Count("minikv_coord_transactions_total{outcome=\"committed\"}");
             await Failpoints.HitAsync("write.after-commit-point", request.Key);
-            var missed = await Volumes.CommitAsync(tx, staged.Prepared);
-            EndPhase("commit", phase);
-            if (missed.Count > 0)
-            {
-                Metrics.Count("minikv_coord_commit_missed_total", missed.Count);
-            }
-            if (outcome.Previous is { } previous)
-            {
-                await RemoveStaleCopiesAsync(previous, ids);
-            }
+            // Answered now: the Raft commit is the commit point, and a reader reaching a volume before its Commit has
+            // the volume commit first (ReadRequest.committed_tx). The key stays locked until phase two ends, so the
+            // volumes see the key's commits in order.
+            lockHandedOff = true;
+            var phaseTwo = CommitInBackgroundAsync(held, tx, staged.Prepared, outcome.Previous, ids, phase);
+            _committing[tx] = phaseTwo;
+            _ = phaseTwo.ContinueWith(t => _committing.TryRemove(new KeyValuePair<Guid, Task>(tx, t)), TaskScheduler.Default);
             return new WriteResult(StateMachine.GetKey(request.Key) is { Version: var v } now && v == version ? now : KeyRecord.From(write, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), null);
         }
         finally
         {
+            if (!lockHandedOff)
+            {
+                held.Dispose();
+            }
             if (!committed || Consensus.Leader.Term != term)
             {
                 _inFlight.TryRemove(tx, out _);
@@ -126,6 +128,55 @@ public sealed partial class CoordinatorNode
             {
                 _inFlight.TryRemove(tx, out _);
             }
+        }
+    }
+
+    /// <summary>
+    /// Phase two of a committed write, after its answer: Commit on the volumes that staged it, then removal of the old
+    /// version's copies from volumes the new one did not go to; then the key's lock is released. A volume that misses
+    /// the Commit learns the outcome through TransactionOutcome, or from the next read of the version. Never throws.
+    /// </summary>
+    private async Task CommitInBackgroundAsync(KeyLocks.Releaser held, Guid tx, IReadOnlyList<VolumeRecord> prepared, KeyRecord? previous, string[] ids, long phase)
+    {
+        try
+        {
+            var missed = await Volumes.CommitAsync(tx, prepared);
+            EndPhase("commit", phase);
+            if (missed.Count > 0)
+            {
+                Metrics.Count("minikv_coord_commit_missed_total", missed.Count);
+            }
+            if (previous is not null)
+            {
+                await RemoveStaleCopiesAsync(previous, ids);
+            }
+        }
+        catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+        {
+            // shutting down: the volumes ask TransactionOutcome for what they did not hear
+        }
+        catch (Exception e)
+        {
+            Log.CommitPhaseFailed(_logger, tx, e);
+        }
+        finally
+        {
+            held.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Waits (up to <paramref name="timeout"/>) for phase two of every write answered so far, so that a scan of the
+    /// volumes that starts afterwards finds their copies committed.
+    /// </summary>
+    internal async Task WaitForCommitsAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await Task.WhenAll(_committing.Values).WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
         }
     }
 

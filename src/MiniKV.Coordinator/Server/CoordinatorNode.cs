@@ -21,6 +21,8 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     private readonly KeyLocks _keyLocks = new();
     private readonly SemaphoreSlim _mapLock = new(1, 1);
     private readonly ConcurrentDictionary<Guid, long> _inFlight = new();
+    /// <summary>Phase two of committed writes, still running after their answers: see <see cref="CommitInBackgroundAsync"/>.</summary>
+    private readonly ConcurrentDictionary<Guid, Task> _committing = new();
     private readonly ConcurrentDictionary<string, byte> _stateProposals = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
     private Task _leaderLoop = Task.CompletedTask;
@@ -307,6 +309,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         {
         }
         await _batcher.DisposeAsync();
+        await WaitForCommitsAsync(TimeSpan.FromSeconds(5));
         _stop.Dispose();
     }
 }

@@ -16,4 +16,7 @@ internal static partial class Log
 
     [LoggerMessage(Level = LogLevel.Error, Message = "request {Method} {Path} failed")]
     public static partial void RequestFailed(ILogger logger, Exception exception, string method, string path);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "phase two (Commit on the volumes) of committed transaction {Tx} failed; the volumes learn the outcome through TransactionOutcome")]
+    public static partial void CommitPhaseFailed(ILogger logger, Guid tx, Exception exception);
 }

@@ -14,6 +14,10 @@ public sealed record ReplicaRead
     /// <summary>The key's current version in the metadata: a replica holding another one is not used (and is reported).</summary>
     public required ulong Version { get; init; }
 
+    /// <summary>The transaction that wrote <see cref="Version"/> (committed: it is in the metadata), or empty. A replica
+    /// that has not yet received its Commit (the leader sends it after answering the writer) commits it before reading.</summary>
+    public Guid Transaction { get; init; }
+
     /// <summary>The value's size in the metadata.</summary>
     public required long Size { get; init; }
 
@@ -85,8 +89,7 @@ public sealed record ReplicaReaderOptions
 /// one is unreachable, stalls, does not hold the version, or reports (or is found with) a checksum error. A read
 /// that broke off after some bytes were sent continues from the next replica at the first byte not yet sent
 /// (pinned to the same version), so the client sees one seamless body. Missing, stale and corrupt copies are
-/// reported to the <c>onBadCopy</c> callback so the leader can mark them for repair. Also builds the 307 redirect
-/// URL to a volume's <c>/blob/{key}</c>.
+/// reported to the <c>onBadCopy</c> callback so the leader can mark them for repair.
 /// </summary>
 /// <remarks>
 /// Verification: the read asks the volume for exactly the recorded version; the volume's header must show the
@@ -165,16 +168,6 @@ public sealed class ReplicaReader
         return new ReadOutcome(state.Written > 0 ? ReadStatus.Interrupted : ReadStatus.Unavailable, null, state.Written, failures);
     }
 
-    /// <summary>
-    /// The URL of a value on a volume's HTTP API (<c>http://host:port/blob/{percent-encoded key}</c>), for a
-    /// <c>307</c> answer to <c>?redirect=true</c>. The volume serves whatever version it holds, with the same ETag.
-    /// </summary>
-    public static string RedirectUrl(VolumeAddress volume, ReadOnlySpan<byte> key)
-    {
-        var baseUrl = volume.HttpAddress.Contains("://", StringComparison.Ordinal) ? volume.HttpAddress : "http://" + volume.HttpAddress;
-        return baseUrl.TrimEnd('/') + "/blob/" + KeyRules.EncodePath(key);
-    }
-
     /// <summary>The order replicas are tried in: by reads in flight when <see cref="ReplicaReaderOptions.PreferLeastLoaded"/>, stable.</summary>
     public IReadOnlyList<VolumeAddress> Order(IReadOnlyList<VolumeAddress> replicas)
     {
@@ -210,6 +203,10 @@ public sealed class ReplicaReader
         var remaining = state.Length - state.Written;
         var whole = offset == 0 && remaining == read.Size;
         var request = new ReadRequest { Key = UnsafeByteOperations.UnsafeWrap(read.Key), Offset = offset, Length = remaining, Version = read.Version };
+        if (read.Transaction != Guid.Empty)
+        {
+            request.CommittedTx = TransactionIds.ToByteString(read.Transaction);
+        }
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var held = new Queue<ByteString>();
         long heldBytes = 0;

@@ -37,6 +37,7 @@ internal sealed partial class VolumeOperations
         {
             Key = record.Key,
             Version = record.Version,
+            Transaction = record.Transaction,
             Size = record.Size,
             Crc32 = record.Checksum,
             Replicas = replicas,

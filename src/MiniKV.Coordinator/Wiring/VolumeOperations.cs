@@ -88,6 +88,7 @@ internal sealed partial class VolumeOperations : IVolumeOperations, IAsyncDispos
         {
             Key = record.Key,
             Version = record.Version,
+            Transaction = record.Transaction,
             Size = record.Size,
             Crc32 = record.Checksum,
             Offset = offset,

@@ -190,6 +190,10 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
     {
         var cancel = context.CancellationToken;
         var key = VolumeNode.CheckKey(request.Key.Span);
+        if (request.HasVersion && !request.CommittedTx.IsEmpty)
+        {
+            await node.CommitIfPreparedAsync(key, request.Version, ParseTx(request.CommittedTx), cancel);
+        }
         for (var attempt = 0; ; attempt++)
         {
             var (footer, sequence) = await node.ReadFooterAsync(key, cancel);

@@ -38,6 +38,10 @@ internal static class BlobEndpoints
         var key = KeyFromTarget(context);
         var head = HttpMethods.IsHead(context.Request.Method);
         var cancel = context.RequestAborted;
+        if (CommittedWrite(context) is var (version, tx))
+        {
+            await node.CommitIfPreparedAsync(key, version, tx, cancel);
+        }
         if (node.Store.Lookup(key, out var info) != StoreStatus.Ok)
         {
             throw VolumeNode.NotFound(key);
@@ -267,6 +271,30 @@ internal static class BlobEndpoints
     }
 
     /// <summary>The key from the raw request target, so that %2F and '/' both survive and decode exactly once.</summary>
+    /// <summary>
+    /// <c>?version=V&amp;tx=T</c> (T: the 16 bytes of the transaction id as 32 hex digits), which a coordinator's 307
+    /// adds: the write that made version V committed, and a copy still prepared here is committed before the read
+    /// (see <see cref="VolumeNode.CommitIfPreparedAsync"/>). Null when absent.
+    /// </summary>
+    private static (ulong Version, TxId Tx)? CommittedWrite(HttpContext context)
+    {
+        var query = context.Request.Query;
+        var versionText = query["version"].ToString();
+        var txText = query["tx"].ToString();
+        if (versionText.Length == 0 && txText.Length == 0)
+        {
+            return null;
+        }
+        Span<byte> id = stackalloc byte[TxId.Size];
+        if (!ulong.TryParse(versionText, NumberStyles.None, CultureInfo.InvariantCulture, out var version) || version == 0
+            || txText.Length != 2 * TxId.Size || Convert.FromHexString(txText, id, out _, out var written) != OperationStatus.Done || written != TxId.Size)
+        {
+            throw new VolumeException(VolumeError.InvalidArgument,
+                $"?version= and ?tx= go together: a version number above 0 and a transaction id of {2 * TxId.Size} hex digits (got version '{versionText}', tx '{txText}')");
+        }
+        return (version, TxId.Read(id));
+    }
+
     internal static byte[] KeyFromTarget(HttpContext context)
     {
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;

@@ -21,6 +21,10 @@ public sealed record WriteResult(KeyRecord? Record, Problem? Problem);
 
 public sealed partial class CoordinatorNode
 {
+    /// <summary>What is left of a committed write after its answer: Commit on <paramref name="Prepared"/>, and removal of
+    /// the previous version's copies from volumes not in <paramref name="Volumes"/>.</summary>
+    private sealed record PhaseTwo(Guid Tx, IReadOnlyList<VolumeRecord> Prepared, KeyRecord? Previous, string[] Volumes, long Started);
+
     /// <summary>
     /// The write path (docs/architecture.md): serialize on the key, pin its conditions, assign a version, choose
     /// volumes, stage the body on them (phase one), propose the metadata (the commit point), then commit on the
@@ -43,17 +47,40 @@ public sealed partial class CoordinatorNode
         }
         phase = EndPhase("ready", phase);
         var held = await _keyLocks.AcquireAsync(request.Key, cancellationToken);
-        var lockHandedOff = false;
-        phase = EndPhase("lock", phase);
+        PhaseTwo? next = null;
+        try
+        {
+            (var result, next) = await PutLockedAsync(request, body, term, EndPhase("lock", phase), cancellationToken);
+            return result;
+        }
+        finally
+        {
+            if (next is null)
+            {
+                held.Dispose();
+            }
+            else
+            {
+                // Answered without waiting: the Raft commit is the commit point, and a reader reaching a volume before
+                // its Commit has the volume commit first (ReadRequest.committed_tx). The key stays locked until phase
+                // two ends, so the volumes see the key's commits in order.
+                StartPhaseTwo(held, next);
+            }
+        }
+    }
+
+    /// <summary>The part of <see cref="PutAsync"/> under the key's lock; a committed write also returns its phase two.</summary>
+    private async Task<(WriteResult Result, PhaseTwo? Next)> PutLockedAsync(PutRequest request, PipeReader body, long term, long phase, CancellationToken cancellationToken)
+    {
         var current = StateMachine.GetKey(request.Key);
         if (!Conditions.TryPin(request.IfMatch, request.IfNoneMatch, current, out var condition, out var etag))
         {
-            return Fail(Problem.PreconditionFailed("the key's current ETag does not satisfy If-Match / If-None-Match; nothing was written"));
+            return Failed(Problem.PreconditionFailed("the key's current ETag does not satisfy If-Match / If-None-Match; nothing was written"));
         }
         var plan = ReplicaPlanner.Plan(StateMachine.Registry, Shards.Of(request.Key), Options.Replicas, Tracker.IsHealthy);
         if (plan.Targets.Count < Options.MinReplicas)
         {
-            return Fail(Problem.NotEnoughVolumes($"only {plan.Targets.Count} healthy volumes can take this key and {Options.MinReplicas} are needed (--min-replicas); retry when volumes are back"));
+            return Failed(Problem.NotEnoughVolumes($"only {plan.Targets.Count} healthy volumes can take this key and {Options.MinReplicas} are needed (--min-replicas); retry when volumes are back"));
         }
         var tx = Guid.NewGuid();
         _inFlight[tx] = term;
@@ -67,7 +94,7 @@ public sealed partial class CoordinatorNode
             if (staged.Status != StageStatus.Prepared)
             {
                 await AbortEverywhereAsync(tx, plan.Targets);
-                return Fail(staged.Status switch
+                return Failed(staged.Status switch
                 {
                     StageStatus.TooLarge => Problem.TooLarge(staged.Message),
                     StageStatus.VolumesFull => Problem.VolumesFull(staged.Message),
@@ -89,37 +116,27 @@ public sealed partial class CoordinatorNode
             {
                 case ProposalEnd.NotLeader:
                     await AbortEverywhereAsync(tx, plan.Targets);
-                    return Fail(Problem.NoLeader("leadership moved before the write reached its commit point; nothing was written, retry"));
+                    return Failed(Problem.NoLeader("leadership moved before the write reached its commit point; nothing was written, retry"));
                 case ProposalEnd.Unknown:
                     committed = true; // it may commit: the volumes keep the prepare and ask TransactionOutcome
                     Metrics.Count("minikv_coord_transactions_total{outcome=\"unknown\"}");
-                    return Fail(Problem.OutcomeUnknown("the write was proposed but its commit was not confirmed in time; a later GET tells whether it applied"));
+                    return Failed(Problem.OutcomeUnknown("the write was proposed but its commit was not confirmed in time; a later GET tells whether it applied"));
             }
             if (outcome.Status != WriteStatus.Applied)
             {
                 await AbortEverywhereAsync(tx, plan.Targets);
-                return Fail(outcome.Status == WriteStatus.PreconditionFailed
+                return Failed(outcome.Status == WriteStatus.PreconditionFailed
                     ? Problem.PreconditionFailed("the key changed: If-Match / If-None-Match no longer holds at the commit point; nothing was written")
                     : Problem.Conflict("another leader's write of this key won the race; nothing was written, retry"));
             }
             committed = true;
             Metrics.Count("minikv_coord_transactions_total{outcome=\"committed\"}");
             await Failpoints.HitAsync("write.after-commit-point", request.Key);
-            // Answered now: the Raft commit is the commit point, and a reader reaching a volume before its Commit has
-            // the volume commit first (ReadRequest.committed_tx). The key stays locked until phase two ends, so the
-            // volumes see the key's commits in order.
-            lockHandedOff = true;
-            var phaseTwo = CommitInBackgroundAsync(held, tx, staged.Prepared, outcome.Previous, ids, phase);
-            _committing[tx] = phaseTwo;
-            _ = phaseTwo.ContinueWith(t => _committing.TryRemove(new KeyValuePair<Guid, Task>(tx, t)), TaskScheduler.Default);
-            return new WriteResult(StateMachine.GetKey(request.Key) is { Version: var v } now && v == version ? now : KeyRecord.From(write, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), null);
+            var record = StateMachine.GetKey(request.Key) is { Version: var v } now && v == version ? now : KeyRecord.From(write, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            return (new WriteResult(record, null), new PhaseTwo(tx, staged.Prepared, outcome.Previous, ids, phase));
         }
         finally
         {
-            if (!lockHandedOff)
-            {
-                held.Dispose();
-            }
             if (!committed || Consensus.Leader.Term != term)
             {
                 _inFlight.TryRemove(tx, out _);
@@ -131,24 +148,31 @@ public sealed partial class CoordinatorNode
         }
     }
 
+    private void StartPhaseTwo(KeyLocks.Releaser held, PhaseTwo work)
+    {
+        var task = CommitInBackgroundAsync(held, work);
+        _committing[work.Tx] = task;
+        _ = task.ContinueWith(t => _committing.TryRemove(new KeyValuePair<Guid, Task>(work.Tx, t)), TaskScheduler.Default);
+    }
+
     /// <summary>
     /// Phase two of a committed write, after its answer: Commit on the volumes that staged it, then removal of the old
     /// version's copies from volumes the new one did not go to; then the key's lock is released. A volume that misses
     /// the Commit learns the outcome through TransactionOutcome, or from the next read of the version. Never throws.
     /// </summary>
-    private async Task CommitInBackgroundAsync(KeyLocks.Releaser held, Guid tx, IReadOnlyList<VolumeRecord> prepared, KeyRecord? previous, string[] ids, long phase)
+    private async Task CommitInBackgroundAsync(KeyLocks.Releaser held, PhaseTwo work)
     {
         try
         {
-            var missed = await Volumes.CommitAsync(tx, prepared);
-            EndPhase("commit", phase);
+            var missed = await Volumes.CommitAsync(work.Tx, work.Prepared);
+            EndPhase("commit", work.Started);
             if (missed.Count > 0)
             {
                 Metrics.Count("minikv_coord_commit_missed_total", missed.Count);
             }
-            if (previous is not null)
+            if (work.Previous is not null)
             {
-                await RemoveStaleCopiesAsync(previous, ids);
+                await RemoveStaleCopiesAsync(work.Previous, work.Volumes);
             }
         }
         catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
@@ -157,7 +181,7 @@ public sealed partial class CoordinatorNode
         }
         catch (Exception e)
         {
-            Log.CommitPhaseFailed(_logger, tx, e);
+            Log.CommitPhaseFailed(_logger, work.Tx, e);
         }
         finally
         {
@@ -252,6 +276,8 @@ public sealed partial class CoordinatorNode
         Metrics.WritePhase(name, Stopwatch.GetElapsedTime(started, now));
         return now;
     }
+
+    private (WriteResult, PhaseTwo?) Failed(Problem problem) => (Fail(problem), null);
 
     private WriteResult Fail(Problem problem)
     {

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using MiniKV.Common;
-using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Volumes;
 
 namespace MiniKV.Coordinator.Server;
@@ -274,7 +273,7 @@ internal static class KvEndpoints
                 return;
             }
             response.StatusCode = StatusCodes.Status307TemporaryRedirect;
-            response.Headers.Location = RedirectUrl(replicas[0], record);
+            response.Headers.Location = ReplicaReader.RedirectUrl(replicas[0].HttpAddress, record.Key, record.Version, record.Transaction);
             return;
         }
         long offset = 0, length = record.Size;
@@ -361,25 +360,5 @@ internal static class KvEndpoints
             ["truncated"] = page.Truncated,
             ["next_start_after"] = page.Truncated ? KeyRules.Display(page.Keys[^1].Key) : null,
         }));
-    }
-
-    /// <summary>
-    /// The URL of a value on a volume's HTTP API, for a <c>307</c> answer to <c>?redirect=true</c>:
-    /// <c>http://host:port/blob/{percent-encoded key}?version=V&amp;tx=T</c>. The query names the write that made the
-    /// record's version, so a volume that has not yet received its Commit (sent after the writer's answer) commits it
-    /// before serving. The volume serves whatever version it then holds, with the same ETag.
-    /// </summary>
-    private static string RedirectUrl(VolumeRecord volume, KeyRecord record)
-    {
-        var baseUrl = volume.HttpAddress.Contains("://", StringComparison.Ordinal) ? volume.HttpAddress : "http://" + volume.HttpAddress;
-        var url = baseUrl.TrimEnd('/') + "/blob/" + KeyRules.EncodePath(record.Key);
-        if (record.Transaction == Guid.Empty)
-        {
-            return url;
-        }
-        Span<byte> tx = stackalloc byte[TransactionIds.Size];
-        record.Transaction.TryWriteBytes(tx);
-        return string.Create(CultureInfo.InvariantCulture,
-            $"{url}?version={record.Version}&tx={Convert.ToHexStringLower(tx)}");
     }
 }

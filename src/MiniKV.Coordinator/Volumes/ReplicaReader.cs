@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
 using MiniKV.Common;
@@ -166,6 +167,26 @@ public sealed class ReplicaReader
         // Headers set by onStart are not sent before the first byte, so with nothing written an error answer
         // (ApiError.WriteAsync clears them) is still possible.
         return new ReadOutcome(state.Written > 0 ? ReadStatus.Interrupted : ReadStatus.Unavailable, null, state.Written, failures);
+    }
+
+    /// <summary>
+    /// The URL of a value on a volume's HTTP API, for a <c>307</c> answer to <c>?redirect=true</c>:
+    /// <c>http://host:port/blob/{percent-encoded key}?version=V&amp;tx=T</c>. The query names the write that made the
+    /// version, so a volume that has not yet received its Commit (sent after the writer's answer) commits it before
+    /// serving; without a transaction (<see cref="Guid.Empty"/>) there is no query. The volume serves whatever version
+    /// it then holds, with the same ETag.
+    /// </summary>
+    public static string RedirectUrl(string httpAddress, ReadOnlySpan<byte> key, ulong version, Guid tx)
+    {
+        var baseUrl = httpAddress.Contains("://", StringComparison.Ordinal) ? httpAddress : "http://" + httpAddress;
+        var url = baseUrl.TrimEnd('/') + "/blob/" + KeyRules.EncodePath(key);
+        if (tx == Guid.Empty)
+        {
+            return url;
+        }
+        Span<byte> id = stackalloc byte[TransactionIds.Size];
+        tx.TryWriteBytes(id);
+        return string.Create(CultureInfo.InvariantCulture, $"{url}?version={version}&tx={Convert.ToHexStringLower(id)}");
     }
 
     /// <summary>The order replicas are tried in: by reads in flight when <see cref="ReplicaReaderOptions.PreferLeastLoaded"/>, stable.</summary>

@@ -187,9 +187,12 @@ public sealed class ReplicaReaderTests(ITestOutputHelper output) : IAsyncLifetim
         const string Key = "photos/2024/a b+€.jpg";
         await WriteAsync(Key, value);
 
-        var url = ReplicaReader.RedirectUrl(_fleet.Addresses[2], Encoding.UTF8.GetBytes(Key));
+        var url = ReplicaReader.RedirectUrl(_fleet.Addresses[2].HttpAddress, Encoding.UTF8.GetBytes(Key), 1, Guid.Empty);
 
         Assert.Equal(_fleet.Addresses[2].HttpAddress + "/blob/photos/2024/a%20b%2B%E2%82%AC.jpg", url);
+        var tx = Guid.NewGuid();
+        Assert.Equal(url + "?version=7&tx=" + Convert.ToHexStringLower(tx.ToByteArray()),
+            ReplicaReader.RedirectUrl(_fleet.Addresses[2].HttpAddress, Encoding.UTF8.GetBytes(Key), 7, tx));
         using var http = new HttpClient();
         using var response = await http.GetAsync(url);
         Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);

@@ -21,7 +21,11 @@ public enum WriteStatus : byte
 /// <param name="Status">How it ended.</param>
 /// <param name="Version">The key's version after the write (the new one when applied).</param>
 /// <param name="Previous">The record the write replaced or deleted, when there was one (its volumes hold old copies).</param>
-public readonly record struct WriteOutcome(WriteStatus Status, ulong Version, KeyRecord? Previous);
+public readonly record struct WriteOutcome(WriteStatus Status, ulong Version, KeyRecord? Previous)
+{
+    /// <summary>The record an applied PUT stored, as a later read returns it; null otherwise.</summary>
+    public KeyRecord? Written { get; init; }
+}
 
 /// <summary>What a <see cref="Commands.WriteBatchCommand"/> entry returns: one outcome per write, in order.</summary>
 public sealed record WriteBatchResult(IReadOnlyList<WriteOutcome> Outcomes);

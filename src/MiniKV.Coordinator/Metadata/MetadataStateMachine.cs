@@ -233,7 +233,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                     pending[write.Key] = record;
                     batch.Put(write.Key, MetadataRecords.EncodeKey(record), h.Keys);
                     lastVersion = Math.Max(lastVersion, write.Version);
-                    outcomes[i] = new WriteOutcome(status, write.Version, current);
+                    outcomes[i] = new WriteOutcome(status, write.Version, current) { Written = record };
                 }
                 else
                 {

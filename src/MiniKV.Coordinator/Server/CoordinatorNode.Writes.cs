@@ -85,6 +85,7 @@ public sealed partial class CoordinatorNode
         var tx = Guid.NewGuid();
         _inFlight[tx] = term;
         var committed = false;
+        var applied = false;
         try
         {
             var version = NextVersion();
@@ -129,19 +130,16 @@ public sealed partial class CoordinatorNode
                     ? Problem.PreconditionFailed("the key changed: If-Match / If-None-Match no longer holds at the commit point; nothing was written")
                     : Problem.Conflict("another leader's write of this key won the race; nothing was written, retry"));
             }
-            committed = true;
+            committed = applied = true;
             Metrics.Count("minikv_coord_transactions_total{outcome=\"committed\"}");
             await Failpoints.HitAsync("write.after-commit-point", request.Key);
-            var record = StateMachine.GetKey(request.Key) is { Version: var v } now && v == version ? now : KeyRecord.From(write, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-            return (new WriteResult(record, null), new PhaseTwo(tx, staged.Prepared, outcome.Previous, ids, phase));
+            return (new WriteResult(outcome.Written, null), new PhaseTwo(tx, staged.Prepared, outcome.Previous, ids, phase));
         }
         finally
         {
-            if (!committed || Consensus.Leader.Term != term)
-            {
-                _inFlight.TryRemove(tx, out _);
-            }
-            else if (committed && StateMachine.GetTransactionOutcome(tx) != TransactionOutcomeKind.Unknown)
+            // Decided unless proposed with an unknown end (504): that one stays in flight until its outcome is in the
+            // state or this leader's term is over, so TransactionOutcome answers "pending" meanwhile.
+            if (!committed || applied || Consensus.Leader.Term != term || StateMachine.GetTransactionOutcome(tx) != TransactionOutcomeKind.Unknown)
             {
                 _inFlight.TryRemove(tx, out _);
             }

@@ -90,7 +90,8 @@ public sealed record ReplicaReaderOptions
 /// one is unreachable, stalls, does not hold the version, or reports (or is found with) a checksum error. A read
 /// that broke off after some bytes were sent continues from the next replica at the first byte not yet sent
 /// (pinned to the same version), so the client sees one seamless body. Missing, stale and corrupt copies are
-/// reported to the <c>onBadCopy</c> callback so the leader can mark them for repair.
+/// reported to the <c>onBadCopy</c> callback so the leader can mark them for repair. Also builds the 307 redirect
+/// URL to a volume's <c>/blob/{key}</c>.
 /// </summary>
 /// <remarks>
 /// Verification: the read asks the volume for exactly the recorded version; the volume's header must show the

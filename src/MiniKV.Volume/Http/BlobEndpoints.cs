@@ -270,7 +270,6 @@ internal static class BlobEndpoints
         return false;
     }
 
-    /// <summary>The key from the raw request target, so that %2F and '/' both survive and decode exactly once.</summary>
     /// <summary>
     /// <c>?version=V&amp;tx=T</c> (T: the 16 bytes of the transaction id as 32 hex digits), which a coordinator's 307
     /// adds: the write that made version V committed, and a copy still prepared here is committed before the read
@@ -295,6 +294,7 @@ internal static class BlobEndpoints
         return (version, TxId.Read(id));
     }
 
+    /// <summary>The key from the raw request target, so that %2F and '/' both survive and decode exactly once.</summary>
     internal static byte[] KeyFromTarget(HttpContext context)
     {
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;

@@ -1,5 +1,5 @@
 using System.IO.Pipelines;
-using System.Threading.Channels;
+using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Connections;
 using MiniKV.Consensus;
 using MiniKV.Consensus.Hosting;
@@ -11,6 +11,11 @@ namespace MiniKV.RaftBench;
 /// are started as they are parsed; their answers go through one queue per connection that a single loop drains into
 /// one flush, so the answers that one Raft apply batch completes leave in one write.
 /// </summary>
+/// <remarks>
+/// The Raft host completes a batch of proposals at once, and each caller's continuation is a separate thread-pool work
+/// item. The first answer queues the writer as one more work item behind them (the pool's global queue is first in,
+/// first out), so by the time it runs the rest of the batch has been queued too and goes out in the same send.
+/// </remarks>
 internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMachine? Sm)> attached)
 {
     private static readonly TimeSpan ProposeTimeout = TimeSpan.FromSeconds(5);
@@ -18,9 +23,7 @@ internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMa
     public async Task HandleAsync(ConnectionContext connection)
     {
         var input = connection.Transport.Input;
-        // The writer loop resumes on the thread that completed a proposal: one thread wake-up fewer per answer.
-        var answers = Channel.CreateUnbounded<Answer>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
-        var writer = WriteAnswersAsync(answers.Reader, connection.Transport.Output);
+        var answers = new AnswerWriter(connection.Transport.Output);
         try
         {
             while (true)
@@ -41,7 +44,7 @@ internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMa
                         break;
                     }
                     var (op, tag, id, payload) = ClientWire.ParseRequest(frame);
-                    _ = ServeAsync(op, tag, id, payload, answers.Writer);
+                    _ = ServeAsync(op, tag, id, payload, answers);
                 }
                 input.AdvanceTo(buffer.Start, buffer.End);
                 if (bad || result.IsCompleted)
@@ -55,23 +58,22 @@ internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMa
         }
         finally
         {
-            answers.Writer.TryComplete();
-            await writer;
+            await answers.CloseAsync();
         }
     }
 
-    private async Task ServeAsync(ClientOp op, ulong tag, Guid id, ReadOnlyMemory<byte> payload, ChannelWriter<Answer> answers)
+    private async Task ServeAsync(ClientOp op, ulong tag, Guid id, ReadOnlyMemory<byte> payload, AnswerWriter answers)
     {
         var (host, sm) = attached();
         if (host is null || sm is null)
         {
-            answers.TryWrite(new Answer(ClientStatus.Starting, tag, 0, null));
+            answers.Write(new Answer(ClientStatus.Starting, tag, 0, null));
             return;
         }
         if (op == ClientOp.Read)
         {
             var ok = await host.ReadBarrierAsync(CancellationToken.None);
-            answers.TryWrite(ok ? new Answer(ClientStatus.ReadOk, tag, sm.Count, null) : new Answer(ClientStatus.NotLeader, tag, 0, host.Leader.LeaderId));
+            answers.Write(ok ? new Answer(ClientStatus.ReadOk, tag, sm.Count, null) : new Answer(ClientStatus.NotLeader, tag, 0, host.Leader.LeaderId));
             return;
         }
         using var timeout = new CancellationTokenSource(ProposeTimeout);
@@ -82,15 +84,15 @@ internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMa
         }
         catch (OperationCanceledException)
         {
-            answers.TryWrite(new Answer(ClientStatus.Unknown, tag, 0, null));
+            answers.Write(new Answer(ClientStatus.Unknown, tag, 0, null));
             return;
         }
         catch (InvalidOperationException)
         {
-            answers.TryWrite(new Answer(ClientStatus.Unknown, tag, 0, null)); // the Raft loop failed or stopped
+            answers.Write(new Answer(ClientStatus.Unknown, tag, 0, null)); // the Raft loop failed or stopped
             return;
         }
-        answers.TryWrite(result.Status switch
+        answers.Write(result.Status switch
         {
             ProposalStatus.Applied => new Answer(ClientStatus.Applied, tag, result.Index, null),
             ProposalStatus.NotLeader => new Answer(ClientStatus.NotLeader, tag, 0, result.LeaderHint),
@@ -99,28 +101,57 @@ internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMa
         });
     }
 
-    private static async Task WriteAnswersAsync(ChannelReader<Answer> answers, PipeWriter output)
+    private readonly record struct Answer(ClientStatus Status, ulong Tag, long Value, string? Hint);
+
+    /// <summary>Queues answers and sends what is queued from a thread-pool work item, one flush at a time.</summary>
+    private sealed class AnswerWriter(PipeWriter output) : IThreadPoolWorkItem
     {
-        try
+        private readonly ConcurrentQueue<Answer> _queue = new();
+        private Task _flushing = Task.CompletedTask;
+        private int _scheduled;
+        private volatile bool _closed;
+
+        public void Write(Answer answer)
         {
-            while (await answers.WaitToReadAsync())
+            _queue.Enqueue(answer);
+            if (Interlocked.CompareExchange(ref _scheduled, 1, 0) == 0)
             {
-                while (answers.TryRead(out var a))
-                {
-                    var span = output.GetSpan(ClientWire.ResponseSize(a.Hint));
-                    output.Advance(ClientWire.WriteResponse(span, a.Status, a.Tag, a.Value, a.Hint));
-                }
-                var flushed = await output.FlushAsync();
-                if (flushed.IsCompleted || flushed.IsCanceled)
-                {
-                    break;
-                }
+                ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
             }
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+
+        public async Task CloseAsync()
         {
+            _closed = true;
+            await _flushing;
+        }
+
+        void IThreadPoolWorkItem.Execute() => _flushing = FlushQueuedAsync();
+
+        private async Task FlushQueuedAsync()
+        {
+            try
+            {
+                do
+                {
+                    while (_queue.TryDequeue(out var a))
+                    {
+                        var span = output.GetSpan(ClientWire.ResponseSize(a.Hint));
+                        output.Advance(ClientWire.WriteResponse(span, a.Status, a.Tag, a.Value, a.Hint));
+                    }
+                    var flushed = await output.FlushAsync();
+                    if (flushed.IsCompleted || flushed.IsCanceled)
+                    {
+                        _closed = true;
+                    }
+                    Volatile.Write(ref _scheduled, 0);
+                }
+                while (!_queue.IsEmpty && !_closed && Interlocked.CompareExchange(ref _scheduled, 1, 0) == 0);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+            {
+                _closed = true;
+            }
         }
     }
-
-    private readonly record struct Answer(ClientStatus Status, ulong Tag, long Value, string? Hint);
 }

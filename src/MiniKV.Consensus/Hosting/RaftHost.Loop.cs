@@ -8,8 +8,6 @@ public sealed partial class RaftHost
     // Everything below runs on the Raft thread only.
     private readonly Dictionary<long, Waiter> _waiters = [];
     private readonly Dictionary<Guid, long> _inLog = [];
-    private readonly Dictionary<Guid, (long Index, object? Result)> _appliedIds = [];
-    private readonly Queue<Guid> _appliedOrder = new();
     private readonly Dictionary<long, (ReadInput Input, TimeSpan Deadline)> _reads = [];
     private readonly List<(long Index, ReadInput Input)> _readsWaitingApply = [];
     private readonly List<(TransferInput Input, TimeSpan Deadline)> _transfers = [];
@@ -73,7 +71,7 @@ public sealed partial class RaftHost
     {
         if (p.RequestId != Guid.Empty)
         {
-            if (_appliedIds.TryGetValue(p.RequestId, out var done))
+            if (_applied.TryGet(p.RequestId, out var done))
             {
                 _deduplicated++;
                 p.Completion.TrySetResult(new ProposalResult(ProposalStatus.Applied, done.Index, done.Result, null));
@@ -394,14 +392,7 @@ public sealed partial class RaftHost
         if (e.RequestId != Guid.Empty)
         {
             _inLog.Remove(e.RequestId);
-            if (_appliedIds.TryAdd(e.RequestId, (e.Index, result)))
-            {
-                _appliedOrder.Enqueue(e.RequestId);
-                while (_appliedOrder.Count > _opts.DedupWindow)
-                {
-                    _appliedIds.Remove(_appliedOrder.Dequeue());
-                }
-            }
+            _applied.Add(e.RequestId, e.Index, result);
         }
 
         if (_waiters.Remove(e.Index, out var w))
@@ -518,20 +509,12 @@ public sealed partial class RaftHost
 
             if (e.Index <= smApplied)
             {
-                if (_appliedIds.TryAdd(e.RequestId, (e.Index, null)))
-                {
-                    _appliedOrder.Enqueue(e.RequestId);
-                }
+                _applied.Add(e.RequestId, e.Index, null);
             }
             else
             {
                 _inLog[e.RequestId] = e.Index;
             }
-        }
-
-        while (_appliedOrder.Count > _opts.DedupWindow)
-        {
-            _appliedIds.Remove(_appliedOrder.Dequeue());
         }
     }
 

@@ -24,6 +24,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, string> _addresses = new(StringComparer.Ordinal);
+    private readonly AppliedRequestTable _applied;
     private volatile bool _stopping;
     private volatile Exception? _fault;
     private volatile StrongBox<LeaderInfo> _leader;
@@ -36,6 +37,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         _storage = storage;
         _transport = transport;
         _sm = stateMachine;
+        _applied = new AppliedRequestTable(options.DedupWindow);
         var state = storage.Load();
         _node = new RaftNode(options.ToNodeOptions(), state, options.InitialMembers);
         foreach (var (id, address) in options.PeerAddresses)

@@ -33,7 +33,7 @@ public sealed class RaftHostOptions
     /// <summary>Take a state machine snapshot and compact the log every this many applied entries.</summary>
     public int SnapshotEveryEntries { get; init; } = 20_000;
 
-    /// <summary>How many applied request ids (with their results) are remembered for deduplication.</summary>
+    /// <summary>How many applied request ids (with their results) are remembered for deduplication, at least (up to twice as many).</summary>
     public int DedupWindow { get; init; } = 100_000;
 
     /// <summary>How long a ReadBarrier or a transfer waits before answering false.</summary>

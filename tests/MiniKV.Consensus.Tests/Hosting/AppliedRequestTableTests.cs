@@ -1,0 +1,53 @@
+using MiniKV.Consensus.Hosting;
+
+namespace MiniKV.Consensus.Tests.Hosting;
+
+public sealed class AppliedRequestTableTests
+{
+    [Fact]
+    public void Remembers_at_least_the_last_window_ids_and_forgets_older_ones()
+    {
+        const int window = 100;
+        var table = new AppliedRequestTable(window);
+        var ids = Enumerable.Range(0, 1_000).Select(_ => Guid.NewGuid()).ToArray();
+        for (int i = 0; i < ids.Length; i++)
+        {
+            table.Add(ids[i], i + 1, $"r{i}");
+
+            // Every one of the last `window` ids answers with its own index and result.
+            for (int j = Math.Max(0, i - window + 1); j <= i; j++)
+            {
+                Assert.True(table.TryGet(ids[j], out var applied), $"id {j} forgotten after {i + 1} additions");
+                Assert.Equal((j + 1L, (object?)$"r{j}"), applied);
+            }
+        }
+
+        // Never more than twice the window.
+        Assert.False(table.TryGet(ids[ids.Length - 2 * window - 1], out _));
+        Assert.False(table.TryGet(ids[0], out _));
+    }
+
+    [Fact]
+    public void A_second_add_of_an_id_keeps_the_first_result_in_either_generation()
+    {
+        var table = new AppliedRequestTable(4);
+        var id = Guid.NewGuid();
+        table.Add(id, 1, "first");
+        table.Add(id, 9, "second");
+        Assert.True(table.TryGet(id, out var applied));
+        Assert.Equal((1L, (object?)"first"), applied);
+
+        for (int i = 0; i < 3; i++)
+        {
+            table.Add(Guid.NewGuid(), 2 + i, null); // the fourth addition moves `id` to the older generation
+        }
+
+        table.Add(id, 10, "third");
+        Assert.True(table.TryGet(id, out applied));
+        Assert.Equal((1L, (object?)"first"), applied);
+    }
+
+    [Fact]
+    public void An_unknown_id_is_not_found() =>
+        Assert.False(new AppliedRequestTable(10).TryGet(Guid.NewGuid(), out _));
+}

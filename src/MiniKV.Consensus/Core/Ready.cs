@@ -32,7 +32,11 @@ public readonly record struct ReadState(long Index, ReadOnlyMemory<byte> Context
 /// before the sync, so the followers' disk writes overlap the leader's. They promise nothing about the
 /// leader's own log: the leader counts its own copy towards a quorum only after <see cref="RaftNode.Advance"/>
 /// reports it durable, and its term was persisted before it could lead.</item>
-/// <item>Apply <see cref="CommittedEntries"/> in order (they are always persisted by step 1).</item>
+/// <item>Apply <see cref="CommittedEntries"/> in order (they are always persisted by step 1). Another exception:
+/// the first <see cref="DurableCommittedCount"/> of them were made durable by an earlier Ready's sync, and may be
+/// applied before this Ready's sync — a leader then answers the proposers of entries committed by the
+/// acknowledgements it just received without first waiting for the disk write of the entries proposed since.
+/// Applying promises nothing to other nodes: a committed entry is durable on a quorum already.</item>
 /// <item>Serve <see cref="ReadStates"/> once the applied index reaches each one's index.</item>
 /// </list>
 /// </summary>
@@ -61,6 +65,22 @@ public sealed class Ready
 
     /// <summary>Whether this Ready changes the persisted term or vote (then every message waits for the sync).</summary>
     public bool TermOrVoteChanged { get; init; }
+
+    /// <summary>
+    /// How many of the first <see cref="CommittedEntries"/> the driver may apply before this Ready's sync:
+    /// those at or below <paramref name="durableIndex"/> (the last log index an earlier sync made durable) that
+    /// this Ready's <see cref="Entries"/> do not replace. None when a snapshot is being installed.
+    /// </summary>
+    public int DurableCommittedCount(long durableIndex)
+    {
+        if (CommittedEntries.Count == 0 || Snapshot is not null)
+        {
+            return 0;
+        }
+
+        long limit = Entries.Count > 0 ? Math.Min(durableIndex, Entries[0].Index - 1) : durableIndex;
+        return (int)Math.Clamp(limit - CommittedEntries[0].Index + 1, 0, CommittedEntries.Count);
+    }
 
     /// <summary>Whether <paramref name="m"/> may be sent before the sync when <see cref="TermOrVoteChanged"/> is false.</summary>
     public static bool MaySendBeforeSync(Message m) =>

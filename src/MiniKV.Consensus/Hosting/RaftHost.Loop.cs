@@ -17,6 +17,8 @@ public sealed partial class RaftHost
     private SnapshotInput? _incoming;
     private bool _snapshotWanted;
     private long _lastSnapshotIndex;
+    // The last log index an earlier sync made durable (at start: what the log held on disk).
+    private long _durableIndex;
     private long _readSeq;
     private long _syncs;
     private long _entriesPersisted;
@@ -235,6 +237,14 @@ public sealed partial class RaftHost
             }
         }
 
+        // Entries that an earlier sync made durable are applied now, so their proposers are answered without
+        // waiting for this Ready's disk write (Ready.DurableCommittedCount).
+        int appliedEarly = rd.DurableCommittedCount(_durableIndex);
+        if (appliedEarly > 0)
+        {
+            Apply(rd.CommittedEntries, 0, appliedEarly);
+        }
+
         if (rd.Entries.Count > 0)
         {
             _storage.Append(rd.Entries);
@@ -259,6 +269,16 @@ public sealed partial class RaftHost
             _syncs++;
         }
 
+        if (rd.Snapshot is { } installed)
+        {
+            _durableIndex = installed.Index;
+        }
+
+        if (rd.Entries.Count > 0)
+        {
+            _durableIndex = rd.Entries[^1].Index;
+        }
+
         foreach (var m in rd.Messages)
         {
             if (!early || !Ready.MaySendBeforeSync(m))
@@ -267,9 +287,9 @@ public sealed partial class RaftHost
             }
         }
 
-        if (rd.CommittedEntries.Count > 0)
+        if (rd.CommittedEntries.Count > appliedEarly)
         {
-            Apply(rd.CommittedEntries);
+            Apply(rd.CommittedEntries, appliedEarly, rd.CommittedEntries.Count - appliedEarly);
         }
 
         foreach (var rs in rd.ReadStates)
@@ -353,15 +373,16 @@ public sealed partial class RaftHost
         _node.ReportSnapshot(m.To, success: true);
     }
 
-    private void Apply(IReadOnlyList<Entry> committed)
+    private void Apply(IReadOnlyList<Entry> committed, int start, int count)
     {
         long smApplied = _sm.AppliedIndex;
         List<Entry>? batch = null;
-        foreach (var e in committed)
+        for (int i = start; i < start + count; i++)
         {
+            var e = committed[i];
             if (e.Index > smApplied)
             {
-                (batch ??= new List<Entry>(committed.Count)).Add(e);
+                (batch ??= new List<Entry>(count)).Add(e);
             }
             else
             {

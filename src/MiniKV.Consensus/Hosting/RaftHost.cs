@@ -50,6 +50,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         }
 
         SeedDedup(state.Entries);
+        _durableIndex = _node.LastIndex;
         _lastSnapshotIndex = state.Snapshot?.Index ?? 0;
         _leader = new StrongBox<LeaderInfo>(new LeaderInfo(null, _node.Term, false));
         _status = BuildStatus();

@@ -184,6 +184,13 @@ internal sealed class SimCluster
             }
         }
 
+        // Like RaftHost: committed entries an earlier sync made durable are applied before this Ready's sync.
+        int appliedEarly = rd.DurableCommittedCount(n.DurableIndex);
+        for (int i = 0; i < appliedEarly; i++)
+        {
+            Apply(n, rd.CommittedEntries[i]);
+        }
+
         // 1. persist with one sync
         if (rd.Snapshot is not null)
         {
@@ -207,6 +214,15 @@ internal sealed class SimCluster
         }
 
         n.Storage.Sync();
+        if (rd.Snapshot is not null)
+        {
+            n.DurableIndex = rd.Snapshot.Index;
+        }
+
+        if (rd.Entries.Count > 0)
+        {
+            n.DurableIndex = rd.Entries[^1].Index;
+        }
 
         // Only what survived the sync counts: a write lost in a crash was never seen by anyone.
         foreach (var e in rd.Entries)
@@ -225,9 +241,9 @@ internal sealed class SimCluster
 
         // 3. apply
         n.ReceivedSnapshot = null;
-        foreach (var e in rd.CommittedEntries)
+        for (int i = appliedEarly; i < rd.CommittedEntries.Count; i++)
         {
-            Apply(n, e);
+            Apply(n, rd.CommittedEntries[i]);
         }
 
         // 4. reads
@@ -622,6 +638,9 @@ internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
 
     public bool SnapshotWanted { get; set; }
 
+    /// <summary>The last log index a sync made durable, as RaftHost tracks it.</summary>
+    public long DurableIndex { get; set; }
+
     public void Start()
     {
         var opts = new RaftNodeOptions
@@ -632,6 +651,7 @@ internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
             MaxInflightAppends = 4,
         };
         Raft = new RaftNode(opts, Storage.Load(), bootstrap);
+        DurableIndex = Raft.LastIndex;
         Alive = true;
     }
 

@@ -19,8 +19,10 @@ namespace MiniKV.RaftBench;
 /// </remarks>
 internal sealed class ClientConnection : IDisposable
 {
+    // Set while this thread completes the answers of one received buffer: connections with requests to send afterwards.
     [ThreadStatic]
     private static List<ClientConnection>? t_deferred;
+    // The list t_deferred points to, kept per thread so that a buffer allocates none.
     [ThreadStatic]
     private static List<ClientConnection>? t_deferredList;
 

@@ -1,5 +1,5 @@
-using System.IO.Pipelines;
 using System.Collections.Concurrent;
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using MiniKV.Consensus;
 using MiniKV.Consensus.Hosting;
@@ -126,7 +126,15 @@ internal sealed class NodeClientEndpoint(Func<(RaftHost? Host, AppliedLogStateMa
             await _flushing;
         }
 
-        void IThreadPoolWorkItem.Execute() => _flushing = FlushQueuedAsync();
+        void IThreadPoolWorkItem.Execute()
+        {
+            if (_closed)
+            {
+                _queue.Clear(); // the connection is gone; answers of proposals still in flight have nowhere to go
+                return;
+            }
+            _flushing = FlushQueuedAsync();
+        }
 
         private async Task FlushQueuedAsync()
         {

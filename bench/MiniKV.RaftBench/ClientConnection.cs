@@ -14,17 +14,17 @@ namespace MiniKV.RaftBench;
 /// <remarks>
 /// Answers complete their callers inline on the reader's thread, and a closed-loop caller's next request is made right
 /// there. While a reader works through one received buffer, the requests it causes are only queued (the connections
-/// are remembered in <see cref="t_deferred"/>) and sent when the buffer is done: one send per connection per buffer
+/// are remembered in <see cref="_deferred"/>) and sent when the buffer is done: one send per connection per buffer
 /// instead of one per request. A send costs more CPU on loopback than the rest of a request together.
 /// </remarks>
 internal sealed class ClientConnection : IDisposable
 {
     // Set while this thread completes the answers of one received buffer: connections with requests to send afterwards.
     [ThreadStatic]
-    private static List<ClientConnection>? t_deferred;
-    // The list t_deferred points to, kept per thread so that a buffer allocates none.
+    private static List<ClientConnection>? _deferred;
+    // The list _deferred points to, kept per thread so that a buffer allocates none.
     [ThreadStatic]
-    private static List<ClientConnection>? t_deferredList;
+    private static List<ClientConnection>? _deferredList;
 
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
@@ -76,7 +76,7 @@ internal sealed class ClientConnection : IDisposable
         {
             Break();
         }
-        else if (t_deferred is { } deferred)
+        else if (_deferred is { } deferred)
         {
             if (!deferred.Contains(this))
             {
@@ -164,7 +164,7 @@ internal sealed class ClientConnection : IDisposable
     /// </summary>
     private void CompleteAnswers(ref ReadOnlySequence<byte> buffer)
     {
-        var deferred = t_deferred = t_deferredList ??= [];
+        var deferred = _deferred = _deferredList ??= [];
         try
         {
             while (true)
@@ -187,7 +187,7 @@ internal sealed class ClientConnection : IDisposable
         }
         finally
         {
-            t_deferred = null;
+            _deferred = null;
             foreach (var connection in deferred)
             {
                 connection.Send();

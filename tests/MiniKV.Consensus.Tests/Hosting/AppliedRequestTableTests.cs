@@ -7,15 +7,15 @@ public sealed class AppliedRequestTableTests
     [Fact]
     public void Remembers_at_least_the_last_window_ids_and_forgets_older_ones()
     {
-        const int window = 100;
-        var table = new AppliedRequestTable(window);
+        const int Window = 100;
+        var table = new AppliedRequestTable(Window);
         var ids = Enumerable.Range(0, 1_000).Select(_ => Guid.NewGuid()).ToArray();
         for (int i = 0; i < ids.Length; i++)
         {
             table.Add(ids[i], i + 1, $"r{i}");
 
-            // Every one of the last `window` ids answers with its own index and result.
-            for (int j = Math.Max(0, i - window + 1); j <= i; j++)
+            // Every one of the last `Window` ids answers with its own index and result.
+            for (int j = Math.Max(0, i - Window + 1); j <= i; j++)
             {
                 Assert.True(table.TryGet(ids[j], out var applied), $"id {j} forgotten after {i + 1} additions");
                 Assert.Equal((j + 1L, (object?)$"r{j}"), applied);
@@ -23,7 +23,7 @@ public sealed class AppliedRequestTableTests
         }
 
         // Never more than twice the window.
-        Assert.False(table.TryGet(ids[ids.Length - 2 * window - 1], out _));
+        Assert.False(table.TryGet(ids[ids.Length - 2 * Window - 1], out _));
         Assert.False(table.TryGet(ids[0], out _));
     }
 

@@ -103,7 +103,7 @@ internal sealed class RaftClusterClient : ClusterClient
     public IReadOnlyDictionary<string, string> Members => _urls;
 
     /// <summary>Connections opened to each member's binary port; proposers share them round robin.</summary>
-    public int ConnectionsPerMember { get; init; } = 4;
+    public int ConnectionsPerMember { get; init; } = 2;
 
     public override async Task<bool> ProposeAsync(Guid requestId, byte[] payload, CancellationToken cancellationToken)
     {

@@ -8,7 +8,7 @@ internal static class LoadModes
 {
     public static ClusterClient Connect(string target, string targets, BenchArgs flags)
     {
-        var connections = flags.Int("connections", 4);
+        var connections = flags.Int("connections", 2);
         var etcdApi = flags.String("etcd-api", "grpc");
         var list = targets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select((t, i) => t.Contains('=', StringComparison.Ordinal)

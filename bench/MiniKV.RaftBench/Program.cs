@@ -14,13 +14,13 @@ internal static class Program
                     a Raft member (fsync on) with a durable applied-request log; prints
                     "serving HTTP on A and gRPC on B; node ID" once listening
           load      --targets URL,... [--target raft|etcd] [--proposers 16] [--seconds 10] [--warmup 1] [--payload 100] [--seed 1]
-                    [--connections 4] [--etcd-api grpc|json]
+                    [--connections 2] [--etcd-api grpc|json]
                     closed-loop proposers; prints commits/s and p50/p99. Raft: the node's binary client port, proposers
                     sharing --connections per member; etcd: its gRPC API on one connection per member (or the JSON gateway)
-          read      --targets URL,... [--target raft|etcd] [--readers 1] [--seconds 5] [--connections 4] [--etcd-api grpc|json]
+          read      --targets URL,... [--target raft|etcd] [--readers 1] [--seconds 5] [--connections 2] [--etcd-api grpc|json]
                     linearizable reads (ReadIndex; etcd: linearizable range)
           failover  --targets NAME=URL,... [--target raft|etcd] --pid-dir DIR --restart-cmd CMD [--kills 20] [--writers 64] [--payload 100]
-                    [--connections 4] [--etcd-api grpc|json]
+                    [--connections 2] [--etcd-api grpc|json]
                     SIGKILLs the leader (PID from DIR/NAME.pid) under load, restarts it with "CMD NAME"
           inproc    [--proposers 1,16,64,256] [--seconds 5] [--payload 100] [--read-seconds 0]
                     three Raft members in this process (real gRPC transport, fsync on), proposers call the

@@ -5,7 +5,7 @@
 # Both clusters: 3 members, fsync on, election timeouts 150-300 ms (RaftBench: --election-timeout-ms 150-300,
 # heartbeat 50 ms; etcd: --heartbeat-interval 30 --election-timeout 150 -- etcd demands election >= 5x heartbeat --
 # and randomizes the election timeout over [150, 300) ms itself).
-# Clients: RaftBench proposers share 4 connections per member to the node's binary client port; etcd is driven
+# Clients: RaftBench proposers share 2 connections per member to the node's binary client port; etcd is driven
 # through its gRPC API (one HTTP/2 connection per member, as clientv3 does). --etcd-api json restores the HTTP/JSON
 # gateway used before 2026-11-26.
 # RAFT_BENCH_DIR (default /tmp/minikv-raft-bench) and RAFT_BENCH_PORT_OFFSET (default 0, added to every port) let two

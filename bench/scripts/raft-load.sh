@@ -2,7 +2,8 @@
 # Three MiniKV.RaftBench nodes alone (no etcd beside them, unlike raft-bench.sh), one load or read run against them,
 # optionally profiled: docs/benchmarks.md, "The client port's syscalls". Ports 25001-25203 (raft-bench.sh's + 900).
 # Build first: dotnet build bench/MiniKV.RaftBench -c Release.
-#   [N=256] [SECS=20] [WARM=5] [MODE=load|read] [PERF=0|1] [DLL=path/to/MiniKV.RaftBench.dll] bench/scripts/raft-load.sh
+#   [N=256] [SECS=20] [WARM=5] [MODE=load|read] [PERF=0|1] [ARGS='--connections 2'] [DLL=path/to/MiniKV.RaftBench.dll] \
+#   bench/scripts/raft-load.sh
 # A 5 s unmeasured load of the same size first (JIT, connections); PERF=1 records `perf record -a -g -F 499` for 8 s
 # from the 6th second (with DOTNET_PerfMapEnabled=1 for .NET symbols) into the printed WORK directory.
 # Prints the RESULT line and each node's /status (commit, applied, dedup, syncs, entries persisted).
@@ -24,7 +25,7 @@ for i in $(seq 120); do curl -sf http://127.0.0.1:$((24201+O))/status | grep -q 
 T=http://127.0.0.1:$((24201+O)),http://127.0.0.1:$((24202+O)),http://127.0.0.1:$((24203+O))
 dotnet $DLL load --target raft --targets $T --proposers ${N:-256} --seconds ${WARM:-5} >/dev/null 2>&1
 if [ "${MODE:-load}" = read ]; then WHO="--readers ${N:-1}"; else WHO="--proposers ${N:-256}"; fi
-dotnet $DLL ${MODE:-load} --target raft --targets $T $WHO --seconds ${SECS:-20} > $W/load.txt 2>&1 &
+dotnet $DLL ${MODE:-load} --target raft --targets $T $WHO --seconds ${SECS:-20} ${ARGS:-} > $W/load.txt 2>&1 &
 B=$!
 sleep 6
 if [ "$PERF" = 1 ]; then perf record -a -g -F 499 -o $W/perf.data -- sleep 8 >/dev/null 2>&1; fi

@@ -11,7 +11,7 @@ namespace MiniKV.RaftBench;
 /// The node's client endpoint, plain text so a shell or any client can read it:
 ///   POST /propose?id=GUID (body: the command)  → "applied INDEX" | "notleader LEADER-ID-or-?" | "unknown" | "rejected"
 ///   GET  /read   → ReadIndex barrier, then "ok COUNT" | "notleader LEADER-ID-or-?"
-///   GET  /status → "id=.. leader=.. term=.. isleader=true|false commit=.. applied=.. count=.. dedup=.. syncs=.. persisted=.. client=HOST:PORT"
+///   GET  /status → "id=.. leader=.. term=.. isleader=true|false commit=.. applied=.. count=.. dedup=.. syncs=.. persisted=.. lease=.. client=HOST:PORT"
 ///   GET  /applied → the applied request ids, one per line, in log order
 /// Answers 503 "starting" until the Raft host runs.
 /// </summary>
@@ -94,7 +94,7 @@ internal sealed class NodeHttpApi
         var s = host.Status;
         var leader = host.Leader;
         return Results.Text(string.Create(CultureInfo.InvariantCulture,
-            $"id={s.NodeId} leader={leader.LeaderId ?? "?"} term={leader.Term} isleader={(leader.IsLeader ? "true" : "false")} commit={s.CommitIndex} applied={sm.AppliedIndex} count={sm.Count} dedup={s.ProposalsDeduplicated} syncs={s.Syncs} persisted={s.EntriesPersisted} client={ClientAddress}"));
+            $"id={s.NodeId} leader={leader.LeaderId ?? "?"} term={leader.Term} isleader={(leader.IsLeader ? "true" : "false")} commit={s.CommitIndex} applied={sm.AppliedIndex} count={sm.Count} dedup={s.ProposalsDeduplicated} syncs={s.Syncs} persisted={s.EntriesPersisted} lease={s.LeaseReadsServed} client={ClientAddress}"));
     }
 
     private IResult Applied()

@@ -40,6 +40,7 @@ internal static class NodeMode
         var (electionMin, electionMax) = ParseRange(flags.String("election-timeout-ms", "150-300"));
         var heartbeat = flags.Int("heartbeat-ms", 50);
         var snapshotEvery = flags.Int("snapshot-every", 1_000_000);
+        var leaseReads = bool.Parse(flags.String("lease-reads", "false"));
         var seed = flags.Optional("seed") is { } s ? int.Parse(s, CultureInfo.InvariantCulture) : (int?)null;
         flags.ThrowIfUnused();
 
@@ -100,6 +101,7 @@ internal static class NodeMode
             ElectionTimeoutMax = TimeSpan.FromMilliseconds(electionMax),
             HeartbeatInterval = TimeSpan.FromMilliseconds(heartbeat),
             SnapshotEveryEntries = snapshotEvery,
+            LeaseReads = leaseReads,
             Seed = seed,
         }, storage, transport, stateMachine);
         transport.Handler = host;

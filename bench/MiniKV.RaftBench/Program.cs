@@ -10,7 +10,7 @@ internal static class Program
         MiniKV.RaftBench MODE [--flag value ...]   (bench/scripts/raft-bench.sh runs them all)
 
           node      --id ID --grpc HOST:PORT --data DIR --peers HOST:PORT,... [--http 127.0.0.1:0] [--client 127.0.0.1:0]
-                    [--election-timeout-ms 150-300] [--heartbeat-ms 50] [--snapshot-every 1000000] [--seed N]
+                    [--election-timeout-ms 150-300] [--heartbeat-ms 50] [--snapshot-every 1000000] [--lease-reads false] [--seed N]
                     a Raft member (fsync on) with a durable applied-request log; prints
                     "serving HTTP on A and gRPC on B; node ID" once listening
           load      --targets URL,... [--target raft|etcd] [--proposers 16] [--seconds 10] [--warmup 1] [--payload 100] [--seed 1]

@@ -10,6 +10,7 @@
 # gateway used before 2026-11-26.
 # RAFT_BENCH_DIR (default /tmp/minikv-raft-bench) and RAFT_BENCH_PORT_OFFSET (default 0, added to every port) let two
 # runs share a machine.
+# RAFT_NODE_ARGS (default empty) is added to every RaftBench node's command line, e.g. '--lease-reads true'.
 # Internal: "raft-bench.sh restart NAME" restarts one member on its data (used by the failover client).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -17,6 +18,8 @@ RUN="${RAFT_BENCH_DIR:-/tmp/minikv-raft-bench}"
 export RAFT_BENCH_DIR="$RUN"
 O="${RAFT_BENCH_PORT_OFFSET:-0}"
 export RAFT_BENCH_PORT_OFFSET="$O"
+RAFT_NODE_ARGS="${RAFT_NODE_ARGS:-}"
+export RAFT_NODE_ARGS
 DLL="$ROOT/bench/MiniKV.RaftBench/bin/Release/net10.0/MiniKV.RaftBench.dll"
 port() { echo $(( $1 + O )); }
 PEERS=127.0.0.1:$(port 24101),127.0.0.1:$(port 24102),127.0.0.1:$(port 24103)
@@ -27,7 +30,7 @@ start_member() { # NAME (n1..n3 or m1..m3): starts it in the background on its d
   if [[ $name == n* ]]; then
     setsid dotnet "$DLL" node --id "$name" --grpc "127.0.0.1:$(port 2410$i)" --http "127.0.0.1:$(port 2420$i)" \
       --client "127.0.0.1:$(port 2430$i)" --data "$RUN/data/$name" \
-      --peers "$PEERS" --election-timeout-ms 150-300 --heartbeat-ms 50 >>"$RUN/logs/$name.log" 2>&1 &
+      --peers "$PEERS" --election-timeout-ms 150-300 --heartbeat-ms 50 $RAFT_NODE_ARGS >>"$RUN/logs/$name.log" 2>&1 &
   else
     setsid etcd --name "$name" --data-dir "$RUN/data/$name" --listen-client-urls "http://127.0.0.1:$(port 2379$i)" \
       --advertise-client-urls "http://127.0.0.1:$(port 2379$i)" --listen-peer-urls "http://127.0.0.1:$(port 2380$i)" \

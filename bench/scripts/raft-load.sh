@@ -2,7 +2,8 @@
 # Three MiniKV.RaftBench nodes alone (no etcd beside them, unlike raft-bench.sh), one load or read run against them,
 # optionally profiled: docs/benchmarks.md, "The client port's syscalls". Ports 25001-25203 (raft-bench.sh's + 900).
 # Build first: dotnet build bench/MiniKV.RaftBench -c Release.
-#   [N=256] [SECS=20] [WARM=5] [MODE=load|read] [PERF=0|1] [ARGS='--connections 2'] [DLL=path/to/MiniKV.RaftBench.dll] \
+#   [N=256] [SECS=20] [WARM=5] [MODE=load|read] [PERF=0|1] [ARGS='--connections 2'] [NODE_ARGS='--lease-reads true'] \
+#   [DLL=path/to/MiniKV.RaftBench.dll] \
 #   bench/scripts/raft-load.sh
 # A 5 s unmeasured load of the same size first (JIT, connections); PERF=1 records `perf record -a -g -F 499` for 8 s
 # from the 6th second (with DOTNET_PerfMapEnabled=1 for .NET symbols) into the printed WORK directory.
@@ -18,7 +19,7 @@ PEERS=127.0.0.1:$((24101+O)),127.0.0.1:$((24102+O)),127.0.0.1:$((24103+O))
 PIDS=""
 for i in 1 2 3; do
   setsid dotnet $DLL node --id n$i --grpc 127.0.0.1:$((2410$i+O)) --http 127.0.0.1:$((2420$i+O)) --client 127.0.0.1:$((2430$i+O)) \
-    --data $W/data/n$i --peers $PEERS --election-timeout-ms 150-300 --heartbeat-ms 50 >>$W/logs/n$i.log 2>&1 &
+    --data $W/data/n$i --peers $PEERS --election-timeout-ms 150-300 --heartbeat-ms 50 ${NODE_ARGS:-} >>$W/logs/n$i.log 2>&1 &
   PIDS="$PIDS $!"
 done
 for i in $(seq 120); do curl -sf http://127.0.0.1:$((24201+O))/status | grep -q 'leader=n' && break; sleep 0.5; done

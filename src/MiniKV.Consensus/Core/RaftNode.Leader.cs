@@ -39,6 +39,7 @@ public sealed partial class RaftNode
                 {
                     long seq = BitConverter.ToInt64(m.Context.Span);
                     pr.ReadAck = Math.Max(pr.ReadAck, seq);
+                    OnRoundEchoed();
                     ReleaseReads();
                 }
 
@@ -109,7 +110,7 @@ public sealed partial class RaftNode
 
         if (m.From == LeadTransferee && pr.Match == _log.LastIndex)
         {
-            Send(Msg(MessageType.TimeoutNow, m.From));
+            SendTimeoutNow(m.From);
         }
     }
 
@@ -209,9 +210,12 @@ public sealed partial class RaftNode
         return true;
     }
 
+    /// <summary>Sends one heartbeat round: a new round number that followers echo, for reads and the lease.</summary>
     private void BroadcastHeartbeat()
     {
-        ReadOnlyMemory<byte> ctx = _readSeq > 0 ? BitConverter.GetBytes(_readSeq) : default;
+        long round = ++_round;
+        ReadOnlyMemory<byte> ctx = BitConverter.GetBytes(round);
+        OnRoundSent(round);
         foreach (var (id, pr) in _prs)
         {
             if (id == Id)
@@ -363,7 +367,7 @@ public sealed partial class RaftNode
         _electionElapsed = 0;
         if (pr.Match == _log.LastIndex)
         {
-            Send(Msg(MessageType.TimeoutNow, to));
+            SendTimeoutNow(to);
         }
         else
         {

@@ -4,14 +4,16 @@ public sealed partial class RaftNode
 {
     private readonly List<PendingRead> _pendingReads = [];
     private readonly List<(string? From, ReadOnlyMemory<byte> Context)> _readsBeforeFirstCommit = [];
-    private long _readSeq;
+    // The last heartbeat round sent: followers echo it, and a read waits for a quorum to echo a round sent after it came.
+    private long _round;
 
     private readonly record struct PendingRead(long Seq, long Index, string? From, ReadOnlyMemory<byte> Context);
 
     /// <summary>
     /// Requests a linearizable read index (thesis §6.4). The leader records its commit index, confirms it still
     /// leads with a round of heartbeats acknowledged by a quorum, then yields a <see cref="ReadState"/> with
-    /// <paramref name="context"/>. A follower forwards the request to its leader. Returns false when there is no
+    /// <paramref name="context"/>; with <see cref="RaftNodeOptions.LeaseReads"/> a leader holding its lease yields it at
+    /// once (RaftNode.Lease.cs). A follower forwards the request to its leader. Returns false when there is no
     /// leader to ask; the request is silently dropped if leadership changes meanwhile (the driver times out).
     /// </summary>
     public bool ReadIndex(ReadOnlyMemory<byte> context)
@@ -46,8 +48,15 @@ public sealed partial class RaftNode
             return;
         }
 
-        _pendingReads.Add(new PendingRead(++_readSeq, _log.Committed, from, context));
+        if (HoldsLease)
+        {
+            LeaseReadsServed++;
+            Respond(new PendingRead(0, _log.Committed, from, context));
+            return;
+        }
+
         BroadcastHeartbeat();
+        _pendingReads.Add(new PendingRead(_round, _log.Committed, from, context));
     }
 
     private void OnCommittedInTerm()

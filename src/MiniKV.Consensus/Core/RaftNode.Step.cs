@@ -15,7 +15,8 @@ public sealed partial class RaftNode
             if (m.Type is MessageType.Vote or MessageType.PreVote)
             {
                 bool force = m.Context.Length == 1 && m.Context.Span[0] == TransferContext[0];
-                bool inLease = _opts.CheckQuorum && Leader is not null && _electionElapsed < _opts.ElectionTicksMin;
+                bool inLease = _opts.CheckQuorum
+                    && ((Leader is not null && _electionElapsed < _opts.ElectionTicksMin) || InStartupLease);
                 if (!force && inLease)
                 {
                     // We heard from a leader recently: this candidate is the partitioned one, not the leader.

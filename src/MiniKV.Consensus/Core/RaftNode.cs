@@ -129,6 +129,7 @@ public sealed partial class RaftNode
     /// <summary>Advances logical time by one tick.</summary>
     public void Tick()
     {
+        _ticks++;
         if (Role == RaftRole.Leader)
         {
             TickLeader();
@@ -180,7 +181,9 @@ public sealed partial class RaftNode
     /// </summary>
     public void ReportLeaderUnreachable(string id)
     {
-        if (Role != RaftRole.Follower || Leader != id || !Promotable)
+        // With lease reads the follower's lease must run its whole course: an early campaign could elect a new
+        // leader while a live but cut-off old one still serves reads from its lease.
+        if (_opts.LeaseReads || Role != RaftRole.Follower || Leader != id || !Promotable)
         {
             return;
         }
@@ -345,6 +348,7 @@ public sealed partial class RaftNode
         _prs.Clear();
         _pendingConfIndex = 0;
         ResetReads();
+        ResetLease();
     }
 
     private void BecomeFollower(long term, string? leader)

@@ -39,6 +39,12 @@ public sealed class RaftNodeOptions
     /// and followers that heard from a leader within the minimum election timeout ignore (pre-)votes.</summary>
     public bool CheckQuorum { get; init; } = true;
 
+    /// <summary>Leader lease reads (see RaftNode.Lease.cs for the clock assumption): a leader whose last heartbeat
+    /// round a quorum echoed recently answers reads without a new round. Must be the same on every voter; needs
+    /// <see cref="CheckQuorum"/>; turns off the early campaign of <see cref="RaftNode.ReportLeaderUnreachable"/>, so
+    /// failover after a leader crash waits for a whole election timeout.</summary>
+    public bool LeaseReads { get; init; }
+
     /// <summary>The randomness for election timeouts; seeded in tests so that runs replay exactly.</summary>
     public Random Random { get; init; } = new();
 
@@ -48,6 +54,11 @@ public sealed class RaftNodeOptions
         if (HeartbeatTicks < 1 || ElectionTicksMin <= HeartbeatTicks || ElectionTicksMax <= ElectionTicksMin)
         {
             throw new ArgumentException("need 1 <= HeartbeatTicks < ElectionTicksMin < ElectionTicksMax");
+        }
+
+        if (LeaseReads && !CheckQuorum)
+        {
+            throw new ArgumentException("lease reads need check-quorum");
         }
 
         if (MaxInflightAppends < 1 || MaxEntriesPerAppend < 1 || MaxBytesPerAppend < 1 || MaxCommittedPerReady < 1)

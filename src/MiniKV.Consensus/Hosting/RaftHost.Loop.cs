@@ -24,6 +24,8 @@ public sealed partial class RaftHost
     private long _entriesPersisted;
     private long _deduplicated;
     private TimeSpan _now;
+    // When the next tick is due on _clock (the Raft thread's schedule).
+    private TimeSpan _nextTick;
 
     /// <summary>Proposers waiting for the entry at one index. More than one when a retry found its original.</summary>
     private sealed class Waiter(long term)
@@ -38,6 +40,11 @@ public sealed partial class RaftHost
         switch (input)
         {
             case Message m:
+                if (m.Type == MessageType.ReadIndex)
+                {
+                    GuardLease();
+                }
+
                 _node.Step(m);
                 break;
             case ProposeInput p:
@@ -150,6 +157,7 @@ public sealed partial class RaftHost
         }
 
         long id = ++_readSeq;
+        GuardLease();
         if (!_node.ReadIndex(BitConverter.GetBytes(id)))
         {
             r.Completion.TrySetResult(false); // a follower that knows no leader to ask
@@ -157,6 +165,18 @@ public sealed partial class RaftHost
         }
 
         _reads[id] = (r, _now + _opts.RequestTimeout);
+    }
+
+    /// <summary>
+    /// A read served more than one tick period after the tick now due (this thread stalled: a GC pause, a slow
+    /// sync) would count on a lease whose ticks were not counted yet: the lease ends first (RaftNode.Lease.cs).
+    /// </summary>
+    private void GuardLease()
+    {
+        if (_opts.LeaseReads && _clock.Elapsed >= _nextTick + _opts.TickInterval)
+        {
+            _node.ExpireLease();
+        }
     }
 
     private void StartTransfer(TransferInput t)

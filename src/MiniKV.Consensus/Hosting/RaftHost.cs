@@ -21,6 +21,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     private readonly RaftNode _node;
     private readonly ConcurrentQueue<object> _inbox = new();
     private readonly ManualResetEventSlim _wake = new(false, 0);
+    private readonly Stopwatch _clock = new();
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, string> _addresses = new(StringComparer.Ordinal);
@@ -182,9 +183,9 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
 
     private void Run()
     {
-        var clock = Stopwatch.StartNew();
         var tick = _opts.TickInterval;
-        var nextTick = tick;
+        _clock.Restart();
+        _nextTick = tick;
         try
         {
             while (!_stopping)
@@ -194,17 +195,19 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
                     Handle(input);
                 }
 
-                var now = clock.Elapsed;
-                if (now >= nextTick)
+                var now = _clock.Elapsed;
+                if (now >= _nextTick)
                 {
                     // At most two ticks per pass: if this thread stalled (a slow fsync), logical time runs slow
-                    // instead of firing a burst of ticks that would start needless elections.
+                    // instead of firing a burst of ticks that would start needless elections. The ticks skipped are
+                    // time a leader lease did not see pass, so the lease ends.
                     _node.Tick();
-                    nextTick += tick;
-                    if (now >= nextTick)
+                    _nextTick += tick;
+                    if (now >= _nextTick)
                     {
                         _node.Tick();
-                        nextTick = now + tick;
+                        _nextTick = now + tick;
+                        _node.ExpireLease();
                     }
 
                     OnTick(now);
@@ -222,7 +225,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
                 _wake.Reset();
                 if (_inbox.IsEmpty && !_stopping)
                 {
-                    var wait = nextTick - clock.Elapsed;
+                    var wait = _nextTick - _clock.Elapsed;
                     if (wait > TimeSpan.Zero)
                     {
                         _wake.Wait(wait);
@@ -293,7 +296,8 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         }
 
         return new RaftStatus(NodeId, _node.Role, _node.Term, _node.Leader, _node.CommitIndex, _sm.AppliedIndex,
-            _node.LastIndex, _node.FirstIndex - 1, members, _syncs, _entriesPersisted, _deduplicated);
+            _node.LastIndex, _node.FirstIndex - 1, members, _syncs, _entriesPersisted, _deduplicated,
+            _node.LeaseReadsServed);
     }
 
     private sealed class ProposeInput(ReadOnlyMemory<byte> data, Guid requestId)

@@ -30,6 +30,11 @@ public sealed class RaftHostOptions
     /// <summary>How often a leader sends heartbeats. Default 50 ms (three per minimum election timeout).</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>Leader lease reads: a leader answers ReadBarrier without a heartbeat round while a quorum's recent
+    /// echo keeps its lease (RaftNode.Lease.cs states the clock assumption). Set it on every member or on none.
+    /// It turns off the early campaign on a broken leader stream, so failover waits a whole election timeout.</summary>
+    public bool LeaseReads { get; init; }
+
     /// <summary>Take a state machine snapshot and compact the log every this many applied entries.</summary>
     public int SnapshotEveryEntries { get; init; } = 20_000;
 
@@ -65,6 +70,7 @@ public sealed class RaftHostOptions
             MaxBytesPerAppend = MaxBytesPerAppend,
             MaxEntriesPerAppend = MaxEntriesPerAppend,
             MaxInflightAppends = MaxInflightAppends,
+            LeaseReads = LeaseReads,
             Random = Seed is { } s ? new Random(s) : new Random(),
         };
     }
@@ -83,4 +89,5 @@ public sealed record RaftStatus(
     IReadOnlyList<(string NodeId, string Address, bool IsVoter)> Members,
     long Syncs,
     long EntriesPersisted,
-    long ProposalsDeduplicated);
+    long ProposalsDeduplicated,
+    long LeaseReadsServed);

@@ -8,8 +8,13 @@ namespace MiniKV.Consensus.Tests.Core;
 /// </summary>
 internal sealed class ManualCluster
 {
-    public ManualCluster(int voters, int seed = 1, Func<string, RaftInitialState>? initial = null)
+    private readonly Func<string, int, RaftNodeOptions> _options;
+
+    /// <summary>A cluster of <paramref name="voters"/> founding voters (or nodes loaded by <paramref name="initial"/>);
+    /// <paramref name="options"/> makes each node's options from its id and seed (by default only those two are set).</summary>
+    public ManualCluster(int voters, int seed = 1, Func<string, RaftInitialState>? initial = null, Func<string, int, RaftNodeOptions>? options = null)
     {
+        _options = options ?? ((id, s) => new RaftNodeOptions { Id = id, Random = new Random(s) });
         var ids = Enumerable.Range(1, voters).Select(i => $"n{i}").ToList();
         var rand = new Random(seed);
         foreach (var id in ids)
@@ -51,7 +56,7 @@ internal sealed class ManualCluster
         Applied[id] = [];
         Reads[id] = [];
         var node = new RaftNode(
-            new RaftNodeOptions { Id = id, Random = new Random(seed) },
+            _options(id, seed),
             state ?? storage.Load(),
             bootstrap);
         Nodes[id] = node;

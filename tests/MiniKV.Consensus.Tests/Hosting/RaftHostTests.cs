@@ -14,6 +14,7 @@ public sealed class RaftHostTests : IAsyncLifetime
     private readonly Dictionary<string, FakeStateMachine> _sms = [];
     private static readonly string[] Ids = ["n1", "n2", "n3"];
     private int _snapshotEvery = 20_000;
+    private bool _leaseReads;
 
     public Task InitializeAsync()
     {
@@ -54,6 +55,7 @@ public sealed class RaftHostTests : IAsyncLifetime
                 InitialMembers = new ConfState(Ids, []),
                 PeerAddresses = Ids.ToDictionary(i => i, i => $"addr-{i}"),
                 SnapshotEveryEntries = _snapshotEvery,
+                LeaseReads = _leaseReads,
                 Seed = id.GetHashCode(StringComparison.Ordinal),
             },
             _storage[id],
@@ -191,6 +193,32 @@ public sealed class RaftHostTests : IAsyncLifetime
             _net.Cut(id);
         }
 
+        Assert.False(await leader.ReadBarrierAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task WithLeaseReadsTheLeaderAnswersBarriersFromItsLeaseAndStillSeesEveryWrite()
+    {
+        _leaseReads = true;
+        StartAll();
+        var leader = await WaitForLeaderAsync();
+        for (int round = 0; round < 50; round++)
+        {
+            var w = await leader.ProposeAsync(B($"l{round}"), Guid.NewGuid(), CancellationToken.None);
+            Assert.Equal(ProposalStatus.Applied, w.Status);
+            Assert.True(await leader.ReadBarrierAsync(CancellationToken.None));
+            Assert.True(_sms[leader.NodeId].AppliedIndex >= w.Index);
+        }
+
+        await WaitUntilAsync(() => leader.Status.LeaseReadsServed > 0, "a barrier answered from the lease");
+
+        // Cut off, the leader's lease runs out and it steps down; no barrier is answered after that.
+        foreach (var id in Ids.Where(i => i != leader.NodeId))
+        {
+            _net.Cut(id);
+        }
+
+        await WaitUntilAsync(() => !leader.Leader.IsLeader, "the cut-off leader steps down");
         Assert.False(await leader.ReadBarrierAsync(CancellationToken.None));
     }
 

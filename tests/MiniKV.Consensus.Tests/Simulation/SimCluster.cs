@@ -4,11 +4,12 @@ using MiniKV.Consensus.Core;
 namespace MiniKV.Consensus.Tests.Simulation;
 
 /// <summary>Fault rates of one simulation run, drawn from its seed.</summary>
-internal sealed record SimFaults(double Drop, double Duplicate, double Delay, double Crash, double Partition, double MidReadyCrash, double LeaderCrash);
+internal sealed record SimFaults(double Drop, double Duplicate, double Delay, double Crash, double Partition, double MidReadyCrash, double LeaderCrash, double Stall = 0);
 
 /// <summary>
 /// A whole cluster in one thread under one seed: nodes, an in-memory network that drops, delays, duplicates
-/// and reorders, crash/restart with loss of unsynced writes, partitions. Every step checks the Raft safety
+/// and reorders, crash/restart with loss of unsynced writes, partitions, stalls (a node that neither ticks nor
+/// processes anything for a while, like a host in a long GC pause). Every step checks the Raft safety
 /// invariants and throws <see cref="SimViolation"/> on the first broken one. The same seed replays exactly.
 /// </summary>
 internal sealed class SimCluster
@@ -24,17 +25,18 @@ internal sealed class SimCluster
     private long _proposalSeq;
     private long _readSeq;
 
-    public SimCluster(int seed, int voters, int spares, SimFaults faults, int snapshotEvery)
+    public SimCluster(int seed, int voters, int spares, SimFaults faults, int snapshotEvery, bool leaseReads = false)
     {
         Seed = seed;
         _rand = new Random(seed);
         Faults = faults;
         SnapshotEvery = snapshotEvery;
+        LeaseReads = leaseReads;
         var ids = Enumerable.Range(1, voters + spares).Select(i => $"n{i}").ToList();
         var bootstrap = new ConfState(ids.Take(voters).ToList(), []);
         foreach (var id in ids)
         {
-            var n = new SimNode(id, ids.IndexOf(id) < voters ? bootstrap : null, _rand.Next());
+            var n = new SimNode(id, ids.IndexOf(id) < voters ? bootstrap : null, _rand.Next(), leaseReads);
             Nodes[id] = n;
             n.Start();
             _group[id] = 0;
@@ -47,6 +49,13 @@ internal sealed class SimCluster
 
     public int SnapshotEvery { get; }
 
+    /// <summary>Whether every node runs with <see cref="RaftNodeOptions.LeaseReads"/>.</summary>
+    public bool LeaseReads { get; }
+
+    /// <summary>Whether a node resuming from a stall expires its lease first, as RaftHost does when it skips ticks.
+    /// Only a test that shows the checker catches the missing call turns it off.</summary>
+    public bool ExpireLeaseOnResume { get; init; } = true;
+
     public long Now { get; private set; }
 
     public SortedDictionary<string, SimNode> Nodes { get; } = new(StringComparer.Ordinal);
@@ -54,6 +63,11 @@ internal sealed class SimCluster
     public long ProposalsApplied { get; private set; }
 
     public long ReadsServed { get; private set; }
+
+    /// <summary>Reads answered from a leader lease, summed over the nodes' lives (a crash forgets a node's count).</summary>
+    public long LeaseReadsServed => _leaseReadsOfCrashed + Alive.Sum(n => n.Raft.LeaseReadsServed);
+
+    private long _leaseReadsOfCrashed;
 
     public long SnapshotsInstalled { get; private set; }
 
@@ -65,18 +79,38 @@ internal sealed class SimCluster
 
     public IEnumerable<SimNode> Alive => Nodes.Values.Where(n => n.Alive);
 
+    /// <summary>The live nodes that are not stalled: the ones that tick, process and receive.</summary>
+    private IEnumerable<SimNode> Running => Alive.Where(n => !Stalled(n));
+
+    private bool Stalled(SimNode n) => n.StalledUntil > Now;
+
     public SimNode? Leader => Alive.Where(n => n.Raft.Role == RaftRole.Leader).MaxBy(n => n.Raft.Term);
 
     /// <summary>One tick of simulated time with faults.</summary>
     public void Round(bool chaos)
     {
         Now++;
+        foreach (var n in Alive.Where(n => n.StalledUntil == Now))
+        {
+            // The host notices the ticks it missed before it serves anything; a read that waited out the stall is
+            // the one a stale lease would answer wrongly.
+            if (ExpireLeaseOnResume)
+            {
+                n.Raft.ExpireLease();
+            }
+
+            if (_rand.NextDouble() < 0.5)
+            {
+                StartRead(n);
+            }
+        }
+
         if (chaos)
         {
             InjectFaults();
         }
 
-        foreach (var n in Alive)
+        foreach (var n in Running)
         {
             n.Raft.Tick();
         }
@@ -114,7 +148,7 @@ internal sealed class SimCluster
         for (int guard = 0; guard < 10_000; guard++)
         {
             bool progress = false;
-            foreach (var n in Alive.ToList())
+            foreach (var n in Running.ToList())
             {
                 if (n.Raft.HasReady)
                 {
@@ -123,7 +157,8 @@ internal sealed class SimCluster
                 }
             }
 
-            var due = _network.Where(f => f.DeliverAt <= Now).ToList();
+            // A stalled node receives nothing until it resumes (its messages wait in the network).
+            var due = _network.Where(f => f.DeliverAt <= Now && !Stalled(Nodes[f.Message.To])).ToList();
             if (due.Count > 0)
             {
                 progress = true;
@@ -413,6 +448,16 @@ internal sealed class SimCluster
             Crash(leader);
         }
 
+        foreach (var n in Running.ToList())
+        {
+            // A stalled leader is the case a lease must survive: the others elect a new one meanwhile.
+            double rate = n.Raft.Role == RaftRole.Leader ? Faults.Stall * 5 : Faults.Stall;
+            if (_rand.NextDouble() < rate)
+            {
+                n.StalledUntil = Now + _rand.Next(5, 60);
+            }
+        }
+
         // False reports: a stream to a live leader broke (or the report arrives after a restart). Must not disrupt it.
         if (_rand.NextDouble() < Faults.Partition)
         {
@@ -454,6 +499,7 @@ internal sealed class SimCluster
 
     private void Crash(SimNode n)
     {
+        _leaseReadsOfCrashed += n.Raft.LeaseReadsServed;
         n.Crash();
         _network.RemoveAll(f => f.Message.To == n.Id);
 
@@ -470,25 +516,28 @@ internal sealed class SimCluster
 
     private void ProposeSomewhere()
     {
-        var alive = Alive.ToList();
-        if (alive.Count == 0)
+        var running = Running.ToList();
+        if (running.Count == 0)
         {
             return;
         }
 
-        var n = _rand.NextDouble() < 0.8 && Leader is { } l ? l : alive[_rand.Next(alive.Count)];
+        var n = _rand.NextDouble() < 0.8 && Leader is { } l && !Stalled(l) ? l : running[_rand.Next(running.Count)];
         n.Raft.Propose(Encoding.UTF8.GetBytes($"p{++_proposalSeq}"), Guid.Empty);
     }
 
     private void ReadSomewhere()
     {
-        var alive = Alive.ToList();
-        if (alive.Count == 0)
+        var running = Running.ToList();
+        if (running.Count > 0)
         {
-            return;
+            StartRead(running[_rand.Next(running.Count)]);
         }
+    }
 
-        var n = alive[_rand.Next(alive.Count)];
+    /// <summary>A linearizable read on <paramref name="n"/>: its read index must cover everything committed before now.</summary>
+    private void StartRead(SimNode n)
+    {
         string key = $"r{++_readSeq}";
         long mustSee = _committed.Count == 0 ? 0 : _committed.Max(c => c.Index);
         if (n.Raft.ReadIndex(Encoding.UTF8.GetBytes(key)))
@@ -620,7 +669,7 @@ internal sealed class SimCluster
 }
 
 /// <summary>One simulated node: its core, its fake disk and its application.</summary>
-internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
+internal sealed class SimNode(string id, ConfState? bootstrap, int seed, bool leaseReads)
 {
     private readonly Random _rand = new(seed);
 
@@ -641,6 +690,9 @@ internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
     /// <summary>The last log index a sync made durable, as RaftHost tracks it.</summary>
     public long DurableIndex { get; set; }
 
+    /// <summary>The simulated time until which this node neither ticks nor processes anything.</summary>
+    public long StalledUntil { get; set; }
+
     public void Start()
     {
         var opts = new RaftNodeOptions
@@ -649,9 +701,11 @@ internal sealed class SimNode(string id, ConfState? bootstrap, int seed)
             Random = new Random(_rand.Next()),
             MaxEntriesPerAppend = 8,
             MaxInflightAppends = 4,
+            LeaseReads = leaseReads,
         };
         Raft = new RaftNode(opts, Storage.Load(), bootstrap);
         DurableIndex = Raft.LastIndex;
+        StalledUntil = 0;
         Alive = true;
     }
 

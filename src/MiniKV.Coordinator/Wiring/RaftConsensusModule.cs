@@ -133,6 +133,9 @@ internal sealed partial class RaftConsensusModule : IConsensusModule
             _transport,
             _context.StateMachine);
         _transport.Handler = host;
+        // A broken stream from the leader lets a follower campaign within a heartbeat interval or so instead of a
+        // whole election timeout (RaftNode.ReportLeaderUnreachable).
+        _transport.PeerUnreachable += host.ReportUnreachable;
         _host = host;
         _consensus.Attach(host);
         host.Start();

@@ -16,6 +16,7 @@ public sealed partial class RaftHost
     private IStateMachineSnapshot? _snapshot;
     private SnapshotInput? _incoming;
     private bool _snapshotWanted;
+    private bool _reissueReads;
     private long _lastSnapshotIndex;
     // The last log index an earlier sync made durable (at start: what the log held on disk).
     private long _durableIndex;
@@ -322,6 +323,24 @@ public sealed partial class RaftHost
 
         _node.Advance(rd);
         ReleaseReads();
+        if (_reissueReads)
+        {
+            _reissueReads = false;
+            ReissueReads();
+        }
+    }
+
+    /// <summary>
+    /// Asks for every read still waiting for its index again, under the same id: whichever answer comes first
+    /// serves it, and each answer is a valid read index (confirmed by its leader after the read began).
+    /// </summary>
+    private void ReissueReads()
+    {
+        GuardLease();
+        foreach (long id in _reads.Keys)
+        {
+            _node.ReadIndex(BitConverter.GetBytes(id));
+        }
     }
 
     private void Send(Message m, TimeSpan now)
@@ -338,18 +357,24 @@ public sealed partial class RaftHost
 
     private void OnSoftState(SoftState soft)
     {
-        bool wasLeader = _leader.Value.IsLeader;
+        var previous = _leader.Value;
         var info = new LeaderInfo(soft.Leader, soft.Term, soft.Role == RaftRole.Leader);
-        if (info == _leader.Value)
+        if (info == previous)
         {
             return;
         }
 
         _leader = new StrongBox<LeaderInfo>(info);
-        if (wasLeader && !info.IsLeader)
+        if (previous.IsLeader && !info.IsLeader)
         {
             FailWaiters(ProposalStatus.Unknown);
             FailReads();
+        }
+        else if (info.LeaderId is not null && (info.LeaderId != previous.LeaderId || info.Term != previous.Term))
+        {
+            // A follower's reads were forwarded to the leader it knew; a new leader never heard of them, and the old
+            // one drops them when it steps down. Ask the new one (after this Ready) instead of waiting for the timeout.
+            _reissueReads = _reads.Count > 0;
         }
 
         for (int i = _transfers.Count - 1; i >= 0; i--)

@@ -223,6 +223,24 @@ public sealed class RaftHostTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AFollowerReadLostWithItsLeaderIsAskedOfTheNextLeader()
+    {
+        StartAll();
+        var leader = await WaitForLeaderAsync();
+        var follower = _hosts.Values.First(h => h != leader)!;
+        await WaitUntilAsync(() => follower.Leader.LeaderId == leader.NodeId, "the follower knows the leader");
+        var w = await leader.ProposeAsync(B("before"), Guid.NewGuid(), CancellationToken.None);
+
+        // The read goes to a leader that is already cut off; only the next leader can answer it, within the
+        // barrier's 2 s timeout (before, it waited out the timeout and answered false).
+        _net.Cut(leader.NodeId);
+        var read = follower.ReadBarrierOnAnyMemberAsync(CancellationToken.None);
+        Assert.True(await read);
+        Assert.NotEqual(leader.NodeId, follower.Leader.LeaderId);
+        Assert.True(_sms[follower.NodeId].AppliedIndex >= w.Index);
+    }
+
+    [Fact]
     public async Task FollowerReadBarrierAsksTheLeaderAndWaitsUntilAppliedLocally()
     {
         StartAll();

@@ -20,7 +20,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     private readonly IRaftStateMachine _sm;
     private readonly RaftNode _node;
     private readonly ConcurrentQueue<object> _inbox = new();
-    private readonly ManualResetEventSlim _wake = new(false, 0);
+    private readonly ManualResetEventSlim _wake;
     private readonly Stopwatch _clock = new();
     private readonly Thread _thread;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -35,6 +35,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     public RaftHost(RaftHostOptions options, IRaftStorage storage, IRaftTransport transport, IRaftStateMachine stateMachine)
     {
         _opts = options;
+        _wake = new ManualResetEventSlim(false, options.WakeSpinCount);
         _storage = storage;
         _transport = transport;
         _sm = stateMachine;

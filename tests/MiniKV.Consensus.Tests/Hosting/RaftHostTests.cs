@@ -110,6 +110,15 @@ public sealed class RaftHostTests : IAsyncLifetime
 
     private static byte[] B(string s) => Encoding.UTF8.GetBytes(s);
 
+    private async Task<(RaftHost Leader, RaftHost Follower)> StartWithAFollowerThatKnowsTheLeaderAsync()
+    {
+        StartAll();
+        var leader = await WaitForLeaderAsync();
+        var follower = _hosts.Values.First(h => h != leader)!;
+        await WaitUntilAsync(() => follower.Leader.LeaderId == leader.NodeId, "the follower knows the leader");
+        return (leader, follower);
+    }
+
     [Fact]
     public async Task ConcurrentProposalsCommitAndEveryNodeAppliesEachOnce()
     {
@@ -225,10 +234,7 @@ public sealed class RaftHostTests : IAsyncLifetime
     [Fact]
     public async Task AFollowerReadLostWithItsLeaderIsAskedOfTheNextLeader()
     {
-        StartAll();
-        var leader = await WaitForLeaderAsync();
-        var follower = _hosts.Values.First(h => h != leader)!;
-        await WaitUntilAsync(() => follower.Leader.LeaderId == leader.NodeId, "the follower knows the leader");
+        var (leader, follower) = await StartWithAFollowerThatKnowsTheLeaderAsync();
         var w = await leader.ProposeAsync(B("before"), Guid.NewGuid(), CancellationToken.None);
 
         // The read goes to a leader that is already cut off; only the next leader can answer it, within the
@@ -243,10 +249,7 @@ public sealed class RaftHostTests : IAsyncLifetime
     [Fact]
     public async Task FollowerReadBarrierAsksTheLeaderAndWaitsUntilAppliedLocally()
     {
-        StartAll();
-        var leader = await WaitForLeaderAsync();
-        var follower = _hosts.Values.First(h => h != leader)!;
-        await WaitUntilAsync(() => follower.Leader.LeaderId == leader.NodeId, "the follower knows the leader");
+        var (leader, follower) = await StartWithAFollowerThatKnowsTheLeaderAsync();
         for (int round = 0; round < 20; round++)
         {
             var w = await leader.ProposeAsync(B($"r{round}"), Guid.NewGuid(), CancellationToken.None);

@@ -37,12 +37,13 @@ public sealed class RaftHostOptions
 
     /// <summary>
     /// How long the Raft thread spins (in <see cref="SpinWait"/> steps, mostly yields) for new input before it sleeps.
-    /// The next message or proposal usually comes within a fraction of a millisecond, and a sleeping thread costs a
-    /// futex wake-up and a context switch to bring back. Default 200: with RaftBench's three nodes alone on this
-    /// 2-core machine it lowered ReadIndex p50 from 1.07 / 1.03 ms to 0.83 / 0.98 ms and raised 256-proposer commits
-    /// from 35.1K / 34.1K/s to 39.0K / 37.3K/s (alternating runs, docs/benchmarks.md). 0 sleeps at once.
+    /// Default 0: it sleeps at once. 200 helped RaftBench's three nodes alone on this 2-core machine (ReadIndex p50
+    /// 0.83 / 0.98 ms against 1.07 / 1.03, 256 proposers 39.0K / 37.3K commits/s against 35.1K / 34.1K), but when other
+    /// threads keep both cores busy every yield waits out their time slice, one pass of the loop stretches far past its
+    /// tick, and logical time slows (at most two ticks per pass): an in-process failover test took 5.6 s in CI with 200.
+    /// A spin bounded in time rather than in yields would be needed to make it the default (docs/benchmarks.md).
     /// </summary>
-    public int WakeSpinCount { get; init; } = 200;
+    public int WakeSpinCount { get; init; }
 
     /// <summary>Take a state machine snapshot and compact the log every this many applied entries.</summary>
     public int SnapshotEveryEntries { get; init; } = 20_000;

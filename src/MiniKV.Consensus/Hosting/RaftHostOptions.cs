@@ -38,9 +38,10 @@ public sealed class RaftHostOptions
     /// <summary>
     /// How long the Raft thread spins (in <see cref="SpinWait"/> steps, mostly yields) for new input before it sleeps.
     /// Default 0: it sleeps at once. 200 helped RaftBench's three nodes alone on this 2-core machine (ReadIndex p50
-    /// 0.83 / 0.98 ms against 1.07 / 1.03, 256 proposers 39.0K / 37.3K commits/s against 35.1K / 34.1K), but when other
-    /// threads keep both cores busy every yield waits out their time slice, one pass of the loop stretches far past its
-    /// tick, and logical time slows (at most two ticks per pass): an in-process failover test took 5.6 s in CI with 200.
+    /// 0.83 / 0.98 ms against 1.07 / 1.03, 256 proposers 39.0K / 37.3K commits/s against 35.1K / 34.1K), but with 200
+    /// an in-process failover test took 5.6 s in a CI run. The likely cause: when other threads keep both cores busy,
+    /// every yield waits out their time slice, one pass of the loop stretches far past its tick, and logical time slows
+    /// (at most two ticks per pass).
     /// A spin bounded in time rather than in yields would be needed to make it the default (docs/benchmarks.md).
     /// </summary>
     public int WakeSpinCount { get; init; }

@@ -16,32 +16,24 @@ public sealed partial class BlobStore
         CancellationToken cancellationToken = default)
     {
         ThrowIfFailed();
-        for (var attempt = 0; attempt < 8; attempt++)
+        if (!TryPin(key.Span, out var entry, out var segment))
         {
-            if (!TryFind(key.Span, out var entry, out _, out _))
-            {
-                return (StoreStatus.NotFound, 0, default);
-            }
+            return (StoreStatus.NotFound, 0, default);
+        }
+        try
+        {
             var info = new ValueInfo(entry.Sequence, entry.ValueLength);
             if (offset < 0 || offset > entry.ValueLength)
             {
                 return (StoreStatus.RangeNotSatisfiable, 0, info);
             }
-            if (!TryAcquireSegment(entry.SegmentId, out var segment))
-            {
-                continue; // compaction moved the record between the lookup and the read: look it up again
-            }
-            try
-            {
-                var want = (int)Math.Min(destination.Length, entry.ValueLength - offset);
-                var read = await segment.File.ReadAsync(entry.ValueOffset(key.Length) + offset, destination[..want], cancellationToken);
-                return (read < want ? StoreStatus.Corrupt : StoreStatus.Ok, read, info);
-            }
-            finally
-            {
-                segment.Release();
-            }
+            var want = (int)Math.Min(destination.Length, entry.ValueLength - offset);
+            var read = await segment.File.ReadAsync(entry.ValueOffset(key.Length) + offset, destination[..want], cancellationToken);
+            return (read < want ? StoreStatus.Corrupt : StoreStatus.Ok, read, info);
         }
-        throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
+        finally
+        {
+            segment.Release();
+        }
     }
 }

@@ -156,32 +156,60 @@ public sealed partial class BlobStore : IAsyncDisposable
     public async ValueTask<ReadStreamResult> OpenReadAsync(ReadOnlyMemory<byte> key, long offset = 0, long? length = null, CancellationToken cancellationToken = default)
     {
         ThrowIfFailed();
-        for (var attempt = 0; attempt < 8; attempt++)
+        if (!TryPin(key.Span, out var entry, out var segment))
         {
-            if (!TryFind(key.Span, out var entry, out _, out _))
+            return new ReadStreamResult(StoreStatus.NotFound);
+        }
+        var info = new ValueInfo(entry.Sequence, entry.ValueLength);
+        var count = length ?? (entry.ValueLength - offset);
+        if (offset < 0 || count < 0 || offset + count > entry.ValueLength)
+        {
+            segment.Release();
+            return new ReadStreamResult(StoreStatus.RangeNotSatisfiable, null, info);
+        }
+        var whole = offset == 0 && count == entry.ValueLength;
+        if (!whole && !await VerifyRecordAsync(segment, key, entry, cancellationToken))
+        {
+            segment.Release();
+            return new ReadStreamResult(StoreStatus.Corrupt, null, info);
+        }
+        var keyCopy = key.ToArray();
+        var sequence = entry.Sequence;
+        var stream = new RecordStream(segment, entry.Offset, entry.ValueOffset(key.Length) + offset, count, verify: whole, () => OnCorruptRead(keyCopy, sequence));
+        return new ReadStreamResult(StoreStatus.Ok, stream, info);
+    }
+
+    /// <summary>
+    /// Looks the key up and pins the segment that holds its record; false when the key is absent. Compaction may move
+    /// the record between the two steps; after a few lost races (a reader descheduled on a loaded box while compaction
+    /// keeps moving it) both happen under the write lock, where compaction cannot move it: it switches the index under
+    /// that lock and retires old segments only after. The same rule as <see cref="ReadFromDisk"/>'s.
+    /// </summary>
+    private bool TryPin(ReadOnlySpan<byte> key, out IndexEntry entry, out Segment segment)
+    {
+        for (var attempt = 0; attempt < 6; attempt++)
+        {
+            if (!TryFind(key, out entry, out _, out _))
             {
-                return new ReadStreamResult(StoreStatus.NotFound);
+                segment = null!;
+                return false;
             }
-            var info = new ValueInfo(entry.Sequence, entry.ValueLength);
-            var count = length ?? (entry.ValueLength - offset);
-            if (offset < 0 || count < 0 || offset + count > entry.ValueLength)
+            if (TryAcquireSegment(entry.SegmentId, out segment))
             {
-                return new ReadStreamResult(StoreStatus.RangeNotSatisfiable, null, info);
+                return true;
             }
-            if (!TryAcquireSegment(entry.SegmentId, out var segment))
+        }
+        lock (_writeLock)
+        {
+            if (!TryFind(key, out entry, out _, out _))
             {
-                continue;
+                segment = null!;
+                return false;
             }
-            var whole = offset == 0 && count == entry.ValueLength;
-            if (!whole && !await VerifyRecordAsync(segment, key, entry, cancellationToken))
+            if (TryAcquireSegment(entry.SegmentId, out segment))
             {
-                segment.Release();
-                return new ReadStreamResult(StoreStatus.Corrupt, null, info);
+                return true;
             }
-            var keyCopy = key.ToArray();
-            var sequence = entry.Sequence;
-            var stream = new RecordStream(segment, entry.Offset, entry.ValueOffset(key.Length) + offset, count, verify: whole, () => OnCorruptRead(keyCopy, sequence));
-            return new ReadStreamResult(StoreStatus.Ok, stream, info);
         }
         throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
     }
@@ -193,24 +221,16 @@ public sealed partial class BlobStore : IAsyncDisposable
     public async ValueTask<(StoreStatus Status, FileRangeLease? Lease)> GetFileRangeAsync(ReadOnlyMemory<byte> key, CancellationToken cancellationToken = default)
     {
         ThrowIfFailed();
-        for (var attempt = 0; attempt < 8; attempt++)
+        if (!TryPin(key.Span, out var entry, out var segment))
         {
-            if (!TryFind(key.Span, out var entry, out _, out _))
-            {
-                return (StoreStatus.NotFound, null);
-            }
-            if (!TryAcquireSegment(entry.SegmentId, out var segment))
-            {
-                continue;
-            }
-            if (!await VerifyRecordAsync(segment, key, entry, cancellationToken))
-            {
-                segment.Release();
-                return (StoreStatus.Corrupt, null);
-            }
-            return (StoreStatus.Ok, new FileRangeLease(segment, entry.ValueOffset(key.Length), entry.ValueLength, entry.Sequence));
+            return (StoreStatus.NotFound, null);
         }
-        throw new StorageException(StorageErrorKind.Io, "the record kept moving under compaction; retry the read");
+        if (!await VerifyRecordAsync(segment, key, entry, cancellationToken))
+        {
+            segment.Release();
+            return (StoreStatus.Corrupt, null);
+        }
+        return (StoreStatus.Ok, new FileRangeLease(segment, entry.ValueOffset(key.Length), entry.ValueLength, entry.Sequence));
     }
 
     /// <summary>Every live key (no tombstones), unordered unless <paramref name="ordered"/> (byte order). A point-in-time copy.</summary>

@@ -102,11 +102,21 @@ internal static class NodeMode
             HeartbeatInterval = TimeSpan.FromMilliseconds(heartbeat),
             SnapshotEveryEntries = snapshotEvery,
             LeaseReads = leaseReads,
+            SnapshotStagingDirectory = Path.Combine(data, "raft"),
             Seed = seed,
         }, storage, transport, stateMachine);
         transport.Handler = host;
         transport.PeerUnreachable += host.ReportUnreachable;
         host.Start();
+        _ = host.Stopped.ContinueWith(t =>
+        {
+            if (t.Result is { } fault)
+            {
+                Console.Error.WriteLine($"raft-bench node {id}: the Raft loop failed; exiting: {fault}");
+                Console.Error.Flush();
+                Environment.Exit(70);
+            }
+        }, TaskScheduler.Default);
         if (Environment.GetEnvironmentVariable("MINIKV_RAFTBENCH_TRACE") == "1")
         {
             new Thread(() => TraceRoles(host, transport)) { IsBackground = true, Name = "trace" }.Start();

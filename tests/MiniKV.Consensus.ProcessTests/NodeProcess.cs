@@ -36,6 +36,8 @@ public sealed partial class NodeProcess : IDisposable
         {
             info.ArgumentList.Add(arg);
         }
+        // Role, term and leader changes with UTC times, so a failure message shows how each node saw the failovers.
+        info.Environment["MINIKV_RAFTBENCH_TRACE"] = "1";
         return new NodeProcess(Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start"));
     }
 

@@ -559,6 +559,7 @@ public sealed partial class RaftHost
         if (_incoming is { } s)
         {
             _incoming = null;
+            s.Data.Dispose();
             s.Completion.TrySetResult();
         }
     }

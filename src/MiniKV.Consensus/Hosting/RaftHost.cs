@@ -23,7 +23,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     private readonly ManualResetEventSlim _wake;
     private readonly Stopwatch _clock = new();
     private readonly Thread _thread;
-    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<Exception?> _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, string> _addresses = new(StringComparer.Ordinal);
     private readonly AppliedRequestTable _applied;
     private volatile bool _stopping;
@@ -35,6 +35,11 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     public RaftHost(RaftHostOptions options, IRaftStorage storage, IRaftTransport transport, IRaftStateMachine stateMachine)
     {
         _opts = options;
+        if (options.SnapshotStagingDirectory is { } staging)
+        {
+            SnapshotStaging.RemoveLeftovers(staging, options.NodeId);
+        }
+
         _wake = new ManualResetEventSlim(false, options.WakeSpinCount);
         _storage = storage;
         _transport = transport;
@@ -141,12 +146,35 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         }
     }
 
-    public Task OnSnapshotAsync(Message message, Stream data, CancellationToken cancellationToken)
+    /// <summary>
+    /// Receives the whole snapshot into a staging file before the core sees its message. Once the core accepts a
+    /// snapshot it has replaced its log with it, so the data must already be here: a stream that breaks halfway (the
+    /// leader died) fails this call on the transport's thread and changes nothing, where reading the network inside
+    /// the state machine's restore would have failed the Raft loop itself. The leader sends the snapshot again later.
+    /// </summary>
+    public async Task OnSnapshotAsync(Message message, Stream data, CancellationToken cancellationToken)
     {
-        var input = new SnapshotInput(message, data);
-        Enqueue(input);
-        return input.Completion.Task.WaitAsync(cancellationToken);
+        var staged = await SnapshotStaging.ReceiveAsync(_opts.SnapshotStagingDirectory, NodeId, data, cancellationToken).ConfigureAwait(false);
+        var input = new SnapshotInput(message, staged);
+        try
+        {
+            Enqueue(input);
+        }
+        catch
+        {
+            await staged.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        await input.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Completes when the Raft loop ends: with null after <see cref="DisposeAsync"/>, or with the exception that stopped
+    /// it. After a failure this node neither votes nor replicates and every call throws; the process should say why and
+    /// exit, so that a restart recovers it from its durable state instead of leaving a silent member in the cluster.
+    /// </summary>
+    public Task<Exception?> Stopped => _stopped.Task;
 
     public async ValueTask DisposeAsync()
     {
@@ -243,7 +271,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         }
         finally
         {
-            _stopped.TrySetResult();
+            _stopped.TrySetResult(_fault);
         }
     }
 
@@ -278,6 +306,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
                 t.Completion.TrySetResult(false);
                 break;
             case SnapshotInput s:
+                s.Data.Dispose();
                 s.Completion.TrySetException(new InvalidOperationException("the Raft host is stopping"));
                 break;
         }
@@ -334,6 +363,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         public TaskCompletionSource<bool> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
+    /// <summary>A received snapshot; <see cref="Data"/> (the staged file) is disposed by whoever completes or rejects it.</summary>
     private sealed class SnapshotInput(Message message, Stream data)
     {
         public Message Message { get; } = message;

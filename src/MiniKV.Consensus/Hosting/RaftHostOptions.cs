@@ -59,6 +59,13 @@ public sealed class RaftHostOptions
     /// (the transport does not report when a stream finishes).</summary>
     public TimeSpan SnapshotResendInterval { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Where a snapshot received from the leader is written in full before the node installs it (see
+    /// <see cref="RaftHost.OnSnapshotAsync"/>); null for the system's temporary directory. Put it on the data disk:
+    /// a snapshot is as large as the state machine.
+    /// </summary>
+    public string? SnapshotStagingDirectory { get; init; }
+
     /// <summary>Seed for election-timeout randomness; null for a random seed.</summary>
     public int? Seed { get; init; }
 

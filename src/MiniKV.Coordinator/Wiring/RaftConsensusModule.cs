@@ -128,6 +128,7 @@ internal sealed partial class RaftConsensusModule : IConsensusModule
                 InitialMembers = initialMembers,
                 ElectionTimeoutMin = TimeSpan.FromMilliseconds(options.ElectionTimeoutMinMs),
                 ElectionTimeoutMax = TimeSpan.FromMilliseconds(options.ElectionTimeoutMaxMs),
+                SnapshotStagingDirectory = _raftDirectory,
             },
             new FileRaftStorage(_raftDirectory),
             _transport,
@@ -139,7 +140,26 @@ internal sealed partial class RaftConsensusModule : IConsensusModule
         _host = host;
         _consensus.Attach(host);
         host.Start();
+        _ = host.Stopped.ContinueWith(t => ExitIfFailed(t.Result), TaskScheduler.Default);
     }
+
+    /// <summary>
+    /// A coordinator whose Raft loop died would stay up as a member that neither votes nor replicates, which costs the
+    /// cluster its fault tolerance without anyone noticing. Crash instead, loudly: a supervisor (or the operator)
+    /// restarts it, and it recovers from its durable log and metadata.
+    /// </summary>
+    private void ExitIfFailed(Exception? fault)
+    {
+        if (fault is null)
+        {
+            return;
+        }
+        LogRaftFailed(_logger, fault);
+        Environment.Exit(70);
+    }
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "the Raft loop failed; exiting so that a restart recovers this coordinator")]
+    private static partial void LogRaftFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "waiting for peers to answer Hello: {Peers}")]
     private static partial void LogWaitingForPeers(ILogger logger, string[] peers);

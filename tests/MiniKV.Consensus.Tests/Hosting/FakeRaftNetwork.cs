@@ -6,6 +6,13 @@ internal sealed class FakeRaftNetwork
     private readonly Dictionary<string, IRaftMessageHandler> _handlers = new(StringComparer.Ordinal);
     private readonly HashSet<string> _cut = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
+    private int _brokenSnapshotsRefused;
+
+    /// <summary>While set, every snapshot stream breaks halfway (as when its sender dies).</summary>
+    public bool BreakSnapshots { get; set; }
+
+    /// <summary>How many broken snapshot streams the receiver refused (its OnSnapshotAsync threw).</summary>
+    public int BrokenSnapshotsRefused => Volatile.Read(ref _brokenSnapshotsRefused);
 
     public void Register(string id, IRaftMessageHandler handler)
     {
@@ -55,7 +62,35 @@ internal sealed class FakeRaftNetwork
         }
 
         bytes.Position = 0;
-        _ = Task.Run(() => to.OnSnapshotAsync(m, bytes, CancellationToken.None));
+        Stream data = BreakSnapshots ? new BreakingStream(bytes.ToArray()[..(int)(bytes.Length / 2)]) : bytes;
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await to.OnSnapshotAsync(m, data, CancellationToken.None);
+            }
+            catch (IOException)
+            {
+                Interlocked.Increment(ref _brokenSnapshotsRefused);
+            }
+        });
+    }
+
+    /// <summary>Yields its bytes, then fails the next read as a reset connection does.</summary>
+    private sealed class BreakingStream(byte[] prefix) : MemoryStream(prefix, writable: false)
+    {
+        public override int Read(byte[] buffer, int offset, int count) =>
+            Position < Length ? base.Read(buffer, offset, count) : throw new IOException("the snapshot stream broke");
+
+        public override int Read(Span<byte> buffer) =>
+            Position < Length ? base.Read(buffer) : throw new IOException("the snapshot stream broke");
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            Position < Length ? base.ReadAsync(buffer, cancellationToken) : throw new IOException("the snapshot stream broke");
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
     }
 }
 

@@ -15,6 +15,7 @@ public sealed class RaftHostTests : IAsyncLifetime
     private static readonly string[] Ids = ["n1", "n2", "n3"];
     private int _snapshotEvery = 20_000;
     private bool _leaseReads;
+    private TimeSpan _snapshotResendInterval = TimeSpan.FromSeconds(10);
 
     public Task InitializeAsync()
     {
@@ -55,6 +56,7 @@ public sealed class RaftHostTests : IAsyncLifetime
                 InitialMembers = new ConfState(Ids, []),
                 PeerAddresses = Ids.ToDictionary(i => i, i => $"addr-{i}"),
                 SnapshotEveryEntries = _snapshotEvery,
+                SnapshotResendInterval = _snapshotResendInterval,
                 LeaseReads = _leaseReads,
                 Seed = id.GetHashCode(StringComparison.Ordinal),
             },
@@ -311,5 +313,41 @@ public sealed class RaftHostTests : IAsyncLifetime
         Assert.Equal(_sms[leader.NodeId].Commands.Take(120), _sms[lagging].Commands.Take(120));
         Assert.True(_sms[lagging].Restores > 0, "caught up by entries, not by the snapshot");
         Assert.Equal(RaftRole.Follower, _hosts[lagging]!.Status.Role);
+    }
+
+    [Fact]
+    public async Task ASnapshotStreamThatBreaksHalfwayChangesNothingAndTheNextOneIsInstalled()
+    {
+        _snapshotEvery = 30;
+        _snapshotResendInterval = TimeSpan.FromMilliseconds(300);
+        StartAll();
+        var leader = await WaitForLeaderAsync();
+        string lagging = Ids.First(i => i != leader.NodeId);
+        _net.Cut(lagging);
+        for (int i = 0; i < 120; i++)
+        {
+            Assert.Equal(ProposalStatus.Applied, (await leader.ProposeAsync(B($"s{i}"), Guid.NewGuid(), CancellationToken.None)).Status);
+        }
+
+        await WaitUntilAsync(() => leader.Status.SnapshotIndex > 0, "leader compacts");
+        _net.BreakSnapshots = true;
+        _net.Heal(lagging);
+        long appliedBefore = _sms[lagging].AppliedIndex;
+        var laggingHost = _hosts[lagging]!;
+        await WaitUntilAsync(() => _net.BrokenSnapshotsRefused > 0 || laggingHost.Stopped.IsCompleted, "the follower refuses a broken snapshot stream");
+        if (laggingHost.Stopped.IsCompleted)
+        {
+            Assert.Fail("the follower's Raft loop stopped: " + await laggingHost.Stopped);
+        }
+
+        Assert.Equal(appliedBefore, _sms[lagging].AppliedIndex);
+        Assert.Equal(0, _sms[lagging].Restores);
+
+        // The leader sends the snapshot again once its resend interval has passed.
+        _net.BreakSnapshots = false;
+        long target = leader.Status.CommitIndex;
+        await WaitUntilAsync(() => _sms[lagging].AppliedIndex >= target, "lagging node catches up");
+        Assert.Equal(_sms[leader.NodeId].Commands.Take(120), _sms[lagging].Commands.Take(120));
+        Assert.True(_sms[lagging].Restores > 0, "caught up by entries, not by the snapshot");
     }
 }

@@ -88,6 +88,20 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
 
     private void OnLeaderChanged(LeaderInfo leader)
     {
+        // Every change of leader or term, so an operator can follow a failover across the coordinators' logs.
+        if (leader.IsLeader)
+        {
+            Log.BecameLeader(_logger, leader.Term);
+        }
+        else if (leader.LeaderId is { } id)
+        {
+            Log.FollowsLeader(_logger, leader.Term, id);
+        }
+        else
+        {
+            Log.NoLeader(_logger, leader.Term);
+        }
+
         if (leader.IsLeader)
         {
             Tracker.StartGrace();

@@ -332,7 +332,6 @@ public sealed class RaftHostTests : IAsyncLifetime
         await WaitUntilAsync(() => leader.Status.SnapshotIndex > 0, "leader compacts");
         _net.BreakSnapshots = true;
         _net.Heal(lagging);
-        long appliedBefore = _sms[lagging].AppliedIndex;
         var laggingHost = _hosts[lagging]!;
         await WaitUntilAsync(() => _net.BrokenSnapshotsRefused > 0 || laggingHost.Stopped.IsCompleted, "the follower refuses a broken snapshot stream");
         if (laggingHost.Stopped.IsCompleted)
@@ -340,8 +339,7 @@ public sealed class RaftHostTests : IAsyncLifetime
             Assert.Fail("the follower's Raft loop stopped: " + await laggingHost.Stopped);
         }
 
-        Assert.Equal(appliedBefore, _sms[lagging].AppliedIndex);
-        Assert.Equal(0, _sms[lagging].Restores);
+        Assert.Equal(0, _sms[lagging].Restores); // nothing of the broken snapshot reached the state machine
 
         // The leader sends the snapshot again once its resend interval has passed.
         _net.BreakSnapshots = false;

@@ -149,16 +149,22 @@ public sealed partial class BlobStore
             }
             var segment = new Segment(id, SegmentKind.Blob, path, file, position);
             segment.ObserveSequence(sequence);
-            _segments[id] = segment;
-            kept = true;
-            if (kind == RecordKind.Prepare)
+            // Registered and made live in one step under the write lock: compaction deletes a blob whose live byte
+            // count it sees at zero under that lock, and a registered blob not yet counted live looked like garbage
+            // (its file was deleted while the index came to point at it: the value was lost).
+            lock (_writeLock)
             {
-                RegisterPrepared(tx, key.ToArray(), segment, 0, valueLength, sequence, preparedAt);
-            }
-            else
-            {
-                // A newer write of the key may already have landed; then this blob is born dead and compaction removes it.
-                ApplyEntry(key.Span, KeyComparer.Hash(key.Span), new IndexEntry(sequence, 0, valueLength, id, RecordKind.Put));
+                _segments[id] = segment;
+                kept = true;
+                if (kind == RecordKind.Prepare)
+                {
+                    RegisterPrepared(tx, key.ToArray(), segment, 0, valueLength, sequence, preparedAt);
+                }
+                else
+                {
+                    // A newer write of the key may already have landed; then this blob is born dead and compaction removes it.
+                    ApplyEntry(key.Span, KeyComparer.Hash(key.Span), new IndexEntry(sequence, 0, valueLength, id, RecordKind.Put));
+                }
             }
             return new WriteResult(StoreStatus.Ok, sequence);
         }

@@ -107,6 +107,14 @@ public sealed partial class BlobStore
         long copied = 0;
         lock (_writeLock)
         {
+            // Blobs were chosen without the lock as dead; one may have become live since (its write or its commit
+            // was counted after the choice). Blob writes and commits change that count under this lock, so what
+            // is dead here stays dead.
+            foreach (var blob in candidates.Where(s => s.Kind == SegmentKind.Blob && (s.LiveBytes > 0 || s.PendingPrepares > 0)).ToList())
+            {
+                candidates.Remove(blob);
+                before -= blob.Length;
+            }
             if (output != null)
             {
                 _segments[output.Id] = output;
@@ -129,7 +137,10 @@ public sealed partial class BlobStore
         }
         // Records that superseded what this run dropped must be durable before the old copies go.
         SyncIfDirty();
-        DeleteReplacedSegments(candidates);
+        if (candidates.Count > 0)
+        {
+            DeleteReplacedSegments(candidates);
+        }
         var after = output?.Length ?? 0;
         Interlocked.Add(ref _compactedSegments, candidates.Count);
         Interlocked.Add(ref _compactionReclaimed, before - after);

@@ -106,6 +106,12 @@ public sealed partial class BlobStore
     {
         foreach (var s in snapshot.Segments)
         {
+            // The CRC vouches for what was written, not that the writer was right: a negative length is damage.
+            if (s.CoveredLength < 0)
+            {
+                misfit = $"segment {s.Id}: the snapshot covers a negative length ({s.CoveredLength})";
+                return false;
+            }
             // A covered region was fsynced before the snapshot was written, so it cannot legitimately be shorter now.
             if (_segments.TryGetValue(s.Id, out var segment) && segment.Length < s.CoveredLength)
             {

@@ -77,4 +77,11 @@ public interface IConsensus
 
     /// <summary>Current members and their Raft addresses (for /admin/status).</summary>
     IReadOnlyList<(string NodeId, string Address, bool IsVoter)> Members { get; }
+
+    /// <summary>
+    /// Whether this node heard from member <paramref name="nodeId"/> within about an election timeout (a leader hears
+    /// from every member; a follower only from its leader). Refreshed every tick. Without an override: this node and
+    /// the leader it knows.
+    /// </summary>
+    bool HeardRecentlyFrom(string nodeId) => nodeId == NodeId || nodeId == Leader.LeaderId;
 }

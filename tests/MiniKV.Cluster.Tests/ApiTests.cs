@@ -257,6 +257,29 @@ public sealed class ApiTests(SharedCluster shared, ITestOutputHelper output) : I
         });
     }
 
+    [Fact]
+    public async Task Admin_status_on_every_coordinator_lists_every_coordinators_address_and_health()
+    {
+        var cluster = await shared.GetAsync(output);
+        await cluster.RunAsync(output, async () =>
+        {
+            foreach (var asked in cluster.Coordinators)
+            {
+                var seen = "";
+                await Eventually.TrueAsync(async () =>
+                {
+                    seen = await cluster.Http.GetStringAsync(asked.HttpUrl + "/admin/status");
+                    var listed = JsonDocument.Parse(seen).RootElement.GetProperty("coordinators").EnumerateArray()
+                        .ToDictionary(c => c.GetProperty("id").GetString()!, c => c);
+                    return cluster.Coordinators.All(c => listed.TryGetValue(c.Name, out var entry)
+                        && entry.GetProperty("address").GetString() == c.HttpUrl.TrimEnd('/')
+                        && entry.GetProperty("grpc").GetString()!.Length > 0
+                        && entry.GetProperty("healthy").GetBoolean());
+                }, Quick, () => seen, $"every coordinator's address and health in {asked.Name}'s /admin/status");
+            }
+        });
+    }
+
     internal static string Url(NodeProcess node, string key) =>
         node.HttpUrl + "/kv/" + string.Join('/', key.Split('/').Select(Uri.EscapeDataString));
 

@@ -37,6 +37,9 @@ internal sealed class Progress
     /// <summary>Heard from within the current check-quorum period.</summary>
     public bool RecentActive { get; set; }
 
+    /// <summary>The leader's tick count when this member last sent it anything.</summary>
+    public long LastHeardTick { get; set; }
+
     public bool IsLearner { get; set; }
 
     public Inflights Inflights { get; }

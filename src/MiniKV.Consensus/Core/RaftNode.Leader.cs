@@ -15,6 +15,7 @@ public sealed partial class RaftNode
             return;
         }
 
+        pr.LastHeardTick = _ticks;
         switch (m.Type)
         {
             case MessageType.AppendResponse:

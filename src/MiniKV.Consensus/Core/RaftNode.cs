@@ -202,6 +202,25 @@ public sealed partial class RaftNode
             Math.Max(_opts.ElectionTicksMin, _randomizedElectionTimeout - fireIn));
     }
 
+    /// <summary>
+    /// Whether this node heard from <paramref name="id"/> within a minimum election timeout: as a leader, from any
+    /// member (itself included); as a follower, only from its leader (it hears from no one else).
+    /// </summary>
+    public bool HeardRecentlyFrom(string id)
+    {
+        if (id == Id)
+        {
+            return true;
+        }
+
+        if (Role == RaftRole.Leader)
+        {
+            return _prs.TryGetValue(id, out var pr) && _ticks - pr.LastHeardTick <= _opts.ElectionTicksMin;
+        }
+
+        return id == Leader && _electionElapsed < _opts.ElectionTicksMin;
+    }
+
     private bool QuorumActive()
     {
         int active = 0;
@@ -403,7 +422,7 @@ public sealed partial class RaftNode
     }
 
     private Progress NewProgress(bool isLearner) =>
-        new(_log.LastIndex + 1, _opts.MaxInflightAppends, isLearner) { RecentActive = true };
+        new(_log.LastIndex + 1, _opts.MaxInflightAppends, isLearner) { RecentActive = true, LastHeardTick = _ticks };
 
     private void Send(Message m) => _msgs.Add(m);
 

@@ -200,6 +200,7 @@ public sealed partial class RaftHost
     private void OnTick(TimeSpan now)
     {
         _now = now;
+        PublishHeardFrom();
         if (_reads.Count > 0)
         {
             foreach (var (id, (input, deadline)) in _reads.ToList())

@@ -28,6 +28,8 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     private readonly AppliedRequestTable _applied;
     private volatile bool _stopping;
     private volatile Exception? _fault;
+    // The members HeardRecentlyFrom answers true for, replaced (never changed in place) by the Raft thread each tick.
+    private volatile HashSet<string> _heardFrom = new(StringComparer.Ordinal);
     private volatile StrongBox<LeaderInfo> _leader;
     private volatile RaftStatus _status;
     private int _started;
@@ -65,6 +67,32 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     }
 
     public string NodeId => _opts.NodeId;
+
+    public bool HeardRecentlyFrom(string nodeId) => _heardFrom.Contains(nodeId);
+
+    private void PublishHeardFrom()
+    {
+        var current = _heardFrom;
+        int heard = 0;
+        bool changed = false;
+        foreach (var members in (IReadOnlyCollection<string>[])[_node.Voters, _node.Learners])
+        {
+            foreach (var id in members)
+            {
+                if (_node.HeardRecentlyFrom(id))
+                {
+                    heard++;
+                    changed |= !current.Contains(id);
+                }
+            }
+        }
+
+        // A new set only when the set changed: this runs every tick.
+        if (changed || heard != current.Count)
+        {
+            _heardFrom = new HashSet<string>(_node.Voters.Concat(_node.Learners).Where(_node.HeardRecentlyFrom), StringComparer.Ordinal);
+        }
+    }
 
     public LeaderInfo Leader => _leader.Value;
 

@@ -6,8 +6,8 @@ using MiniKV.Protocol.V1;
 namespace MiniKV.Coordinator.Server;
 
 /// <summary>
-/// The Coordinator gRPC service volumes call (coordinator.proto): Join, Heartbeat, TransactionOutcome. Only a ready
-/// leader answers; others say not_leader with a hint.
+/// The Coordinator gRPC service (coordinator.proto): Join, Heartbeat, TransactionOutcome from volumes, Announce from
+/// follower coordinators. Only a ready leader answers; others say not_leader with a hint.
 /// </summary>
 internal sealed class CoordinatorGrpcService(CoordinatorNode node, ILogger<CoordinatorGrpcService> logger) : Protocol.V1.Coordinator.CoordinatorBase
 {
@@ -71,6 +71,25 @@ internal sealed class CoordinatorGrpcService(CoordinatorNode node, ILogger<Coord
             response.Outcomes.Add(new TxOutcome { TxId = id, Outcome = node.OutcomeOf(TxBytes.Read(id.Span)) });
         }
         return response;
+    }
+
+    public override async Task<AnnounceResponse> Announce(AnnounceRequest request, ServerCallContext context)
+    {
+        if (request.CoordinatorId.Length == 0 || request.GrpcAddress.Length == 0
+            || !Uri.TryCreate(request.HttpAddress, UriKind.Absolute, out var http) || http.Scheme is not ("http" or "https"))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "coordinator_id, grpc_address and http_address (an http:// URL) are required"));
+        }
+        if (!node.Consensus.Members.Any(m => m.NodeId == request.CoordinatorId))
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"'{request.CoordinatorId}' is not a member of this Raft cluster"));
+        }
+        if (await node.EnsureLeaderReadyAsync(context.CancellationToken) == null)
+        {
+            return new AnnounceResponse { NotLeader = true, Leader = Hint() };
+        }
+        await node.RecordAddressesAsync(request.CoordinatorId, request.HttpAddress, request.GrpcAddress, context.CancellationToken);
+        return new AnnounceResponse { Leader = Hint() };
     }
 
     private LeaderHint Hint()

@@ -25,6 +25,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     private readonly ConcurrentDictionary<Guid, Task> _committing = new();
     private readonly ConcurrentDictionary<string, byte> _stateProposals = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
+    private readonly AddressAnnouncer _announcer;
     private Task _leaderLoop = Task.CompletedTask;
     private long _readyTerm = -1;
     private long _lastAssignedVersion;
@@ -37,6 +38,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         StateMachine = stateMachine;
         Volumes = volumes;
         _logger = logger;
+        _announcer = new AddressAnnouncer(this);
         Tracker = new VolumeTracker(options.VolumeDownAfter);
         _batcher = new ProposalBatcher(consensus, options.ProposalTimeout);
         _readBarriers = new ReadBarrierBatcher(consensus);
@@ -152,14 +154,19 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
     }
 
     /// <summary>Records this node's addresses in the Raft state, so followers can forward to it and volumes find it.</summary>
-    private async Task AnnounceAsync(CancellationToken cancellationToken)
+    private Task AnnounceAsync(CancellationToken cancellationToken) =>
+        RecordAddressesAsync(Consensus.NodeId, AdvertisedHttp, AdvertisedGrpc, cancellationToken);
+
+    /// <summary>Proposes a coordinator's addresses unless the state already has them (on the leader; followers ask it
+    /// through Announce).</summary>
+    internal async Task RecordAddressesAsync(string coordinatorId, string http, string grpc, CancellationToken cancellationToken)
     {
-        if (StateMachine.Registry.Coordinators.TryGetValue(Consensus.NodeId, out var known)
-            && known.HttpAddress == AdvertisedHttp && known.GrpcAddress == AdvertisedGrpc)
+        if (StateMachine.Registry.Coordinators.TryGetValue(coordinatorId, out var known)
+            && known.HttpAddress == http && known.GrpcAddress == grpc)
         {
             return;
         }
-        await ProposeAsync(new CoordinatorAddressesCommand(Consensus.NodeId, AdvertisedHttp, AdvertisedGrpc), cancellationToken);
+        await ProposeAsync(new CoordinatorAddressesCommand(coordinatorId, http, grpc), cancellationToken);
     }
 
     internal async Task<ProposalResult> ProposeAsync(MetadataCommand command, CancellationToken cancellationToken)
@@ -211,6 +218,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
                 await Task.Delay(TimeSpan.FromMilliseconds(500), stop);
                 if (await EnsureLeaderReadyAsync(stop) == null)
                 {
+                    await _announcer.AnnounceIfNeededAsync(stop);
                     continue;
                 }
                 foreach (var volume in StateMachine.Registry.Volumes.Values)
@@ -322,6 +330,7 @@ public sealed partial class CoordinatorNode : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+        _announcer.Dispose();
         await _batcher.DisposeAsync();
         await WaitForCommitsAsync(TimeSpan.FromSeconds(5));
         _stop.Dispose();

@@ -30,9 +30,15 @@ internal static class StatusEndpoints
         {
             var status = Status(node);
             if (!node.Consensus.Leader.IsLeader && !context.Request.Query.ContainsKey("local") && node.LeaderHttp() is { } leader
-                && await LeaderVolumesAsync(leader, context.RequestAborted) is { } volumes)
+                && await LeaderViewAsync(leader, context.RequestAborted) is { } view)
             {
-                status["volumes"] = volumes;
+                foreach (var part in LeaderViewParts)
+                {
+                    if (view.TryGetProperty(part, out var value) && value.ValueKind == JsonValueKind.Array)
+                    {
+                        status[part] = value;
+                    }
+                }
             }
             context.Response.ContentType = "application/json";
             await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(status));
@@ -40,11 +46,14 @@ internal static class StatusEndpoints
     }
 
     /// <summary>
-    /// Volume heartbeats go to the leader only and stay out of the Raft log (one proposal per heartbeat would cost
-    /// more than the numbers are worth), so a follower's own volume counters are empty: it shows the leader's
-    /// <c>volumes</c> instead, or its own (counters null) when the leader does not answer within a second.
+    /// What a follower takes from the leader's own status. Volume heartbeats go to the leader only and stay out of the
+    /// Raft log (one proposal per heartbeat would cost more than the numbers are worth), so a follower's own volume
+    /// counters are empty; and only the leader hears from every coordinator, so only it can say which are healthy.
+    /// When the leader does not answer within a second the follower shows its own view.
     /// </summary>
-    private static async Task<JsonElement?> LeaderVolumesAsync(Uri leader, CancellationToken cancellationToken)
+    private static readonly string[] LeaderViewParts = ["volumes", "coordinators"];
+
+    private static async Task<JsonElement?> LeaderViewAsync(Uri leader, CancellationToken cancellationToken)
     {
         try
         {
@@ -52,7 +61,7 @@ internal static class StatusEndpoints
             timeout.CancelAfter(TimeSpan.FromSeconds(1));
             await using var stream = await LeaderClient.GetStreamAsync(new Uri(leader, "/admin/status?local=1"), timeout.Token);
             using var document = await JsonDocument.ParseAsync(stream, cancellationToken: timeout.Token);
-            return document.RootElement.TryGetProperty("volumes", out var volumes) && volumes.ValueKind == JsonValueKind.Array ? volumes.Clone() : null;
+            return document.RootElement.Clone();
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or IOException)
         {
@@ -93,7 +102,8 @@ internal static class StatusEndpoints
                 ["address"] = known?.HttpAddress ?? "",
                 ["grpc"] = known?.GrpcAddress ?? address,
                 ["role"] = id == leader.LeaderId ? "leader" : isVoter ? "follower" : "learner",
-                ["healthy"] = id == node.Consensus.NodeId || id == leader.LeaderId || known != null,
+                // Only the leader hears from every member; a follower shows the leader's list when it answers.
+                ["healthy"] = node.Consensus.HeardRecentlyFrom(id),
             });
         }
         var shardsPerVolume = new Dictionary<string, int>(StringComparer.Ordinal);

@@ -20,6 +20,8 @@ internal sealed class DeferredConsensus(string nodeId) : IConsensus
 
     public IReadOnlyList<(string NodeId, string Address, bool IsVoter)> Members => _inner?.Members ?? [];
 
+    public bool HeardRecentlyFrom(string nodeId) => _inner?.HeardRecentlyFrom(nodeId) ?? nodeId == NodeId;
+
     /// <summary>Routes every call to <paramref name="inner"/> from now on.</summary>
     public void Attach(IConsensus inner)
     {

@@ -71,6 +71,23 @@ public sealed class RaftNodeTests
     }
 
     [Fact]
+    public void ALeaderHearsFromLiveMembersOnlyAndAFollowerFromItsLeaderOnly()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        c.Tick(1);
+        Assert.All(["n1", "n2", "n3"], id => Assert.True(leader.HeardRecentlyFrom(id), id));
+        c.Cut.Add("n3");
+        c.Tick(new RaftNodeOptions { Id = "n1" }.ElectionTicksMin + 1); // the default ManualCluster uses
+        Assert.Equal(RaftRole.Leader, leader.Role); // n2 still answers: the quorum holds
+        Assert.True(leader.HeardRecentlyFrom("n1"));
+        Assert.True(leader.HeardRecentlyFrom("n2"));
+        Assert.False(leader.HeardRecentlyFrom("n3"));
+        Assert.True(c.Nodes["n2"].HeardRecentlyFrom("n1"));
+        Assert.False(c.Nodes["n2"].HeardRecentlyFrom("n3"));
+    }
+
+    [Fact]
     public void FollowersThatLoseTheLeadersConnectionElectAnotherWithinAHeartbeatInterval()
     {
         var (c, term) = ClusterWhoseLeaderN1IsCutOff();

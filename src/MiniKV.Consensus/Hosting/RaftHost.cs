@@ -72,23 +72,20 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
 
     private void PublishHeardFrom()
     {
+        // Runs every tick: a new set only when it would differ from the published one.
         var current = _heardFrom;
         int heard = 0;
-        bool changed = false;
-        foreach (var members in (IReadOnlyCollection<string>[])[_node.Voters, _node.Learners])
+        bool same = true;
+        foreach (var id in _node.Voters.Concat(_node.Learners))
         {
-            foreach (var id in members)
+            if (_node.HeardRecentlyFrom(id))
             {
-                if (_node.HeardRecentlyFrom(id))
-                {
-                    heard++;
-                    changed |= !current.Contains(id);
-                }
+                heard++;
+                same &= current.Contains(id);
             }
         }
 
-        // A new set only when the set changed: this runs every tick.
-        if (changed || heard != current.Count)
+        if (!same || heard != current.Count)
         {
             _heardFrom = new HashSet<string>(_node.Voters.Concat(_node.Learners).Where(_node.HeardRecentlyFrom), StringComparer.Ordinal);
         }

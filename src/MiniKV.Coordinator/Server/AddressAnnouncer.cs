@@ -27,7 +27,7 @@ internal sealed class AddressAnnouncer(CoordinatorNode node) : IDisposable
         {
             return;
         }
-        var target = GrpcTarget(leader.GrpcAddress);
+        var target = Volumes.VolumeClientPool.ToUri(leader.GrpcAddress);
         if (_channel is null || _channel.Target != target.Authority)
         {
             _channel?.Dispose();
@@ -45,7 +45,4 @@ internal sealed class AddressAnnouncer(CoordinatorNode node) : IDisposable
     }
 
     public void Dispose() => _channel?.Dispose();
-
-    private static Uri GrpcTarget(string address) =>
-        address.Contains("://", StringComparison.Ordinal) ? new Uri(address) : new Uri("http://" + address);
 }

@@ -117,7 +117,7 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
             await leader.WaitForOutputAsync("failpoint write.after-prepare hit: wait(", Recovery);
             foreach (var follower in followers)
             {
-                follower.Signal("STOP");
+                follower.Pause();
             }
             await File.WriteAllTextAsync(ReleaseFile, "go");
             var (status, body) = await putting;
@@ -126,7 +126,7 @@ public sealed class WritePathFailureTests(ITestOutputHelper output) : IDisposabl
             leader.Kill();
             foreach (var follower in followers)
             {
-                follower.Signal("CONT");
+                follower.Resume();
             }
             // 504 promises nothing either way: the frozen followers' kernels still accept the AppendEntries into their
             // socket buffers, so after SIGCONT they may hold the entry and a new leader commits it. What must hold is

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using MiniKV.RaftBench;
+using MiniKV.Testing.Cluster;
 using Xunit.Abstractions;
 
 namespace MiniKV.Consensus.ProcessTests;
@@ -31,11 +32,11 @@ public sealed class LeaderKillTests(ITestOutputHelper output) : IDisposable
         var urls = new string[3];
         for (var i = 0; i < 3; i++)
         {
-            _nodes[i] = NodeProcess.Start(ids[i], ports[i], Path.Combine(_root, ids[i]), peers, seed + i);
+            _nodes[i] = StartNode(ids[i], ports[i], Path.Combine(_root, ids[i]), peers, seed + i);
         }
         for (var i = 0; i < 3; i++)
         {
-            urls[i] = await _nodes[i]!.WaitForHttpAsync(Patience);
+            urls[i] = await HttpUrlAsync(_nodes[i]!);
         }
         using var client = new RaftClusterClient(ids.Select((id, i) => new KeyValuePair<string, string>(id, urls[i])));
 
@@ -72,8 +73,8 @@ public sealed class LeaderKillTests(ITestOutputHelper output) : IDisposable
             await WaitUntilAsync(() => acked.Count > atKill + 16, $"commits after killing {leader}", () => Diagnostics(client));
             output.WriteLine($"kill {k + 1}: {leader} killed; writes resumed within {clock.ElapsedMilliseconds} ms");
             _nodes[victim]!.Dispose();
-            _nodes[victim] = NodeProcess.Start(leader, ports[victim], Path.Combine(_root, leader), peers, seed + victim + 10 * (k + 1));
-            client.SetMember(leader, await _nodes[victim]!.WaitForHttpAsync(Patience));
+            _nodes[victim] = StartNode(leader, ports[victim], Path.Combine(_root, leader), peers, seed + victim + 10 * (k + 1));
+            client.SetMember(leader, await HttpUrlAsync(_nodes[victim]!));
             // Back in the cluster (its peers answered Hello and it follows a leader) before the next kill, or that
             // kill would leave one node of three.
             await WaitForAsync(async () => await client.StatusAsync(leader, CancellationToken.None) is { Leader: not "?" } st ? st.Leader : null, leader + " to rejoin");
@@ -124,6 +125,22 @@ public sealed class LeaderKillTests(ITestOutputHelper output) : IDisposable
             Assert.True(missing.Count == 0, $"{ids[i]} lacks {missing.Count} acknowledged proposals, e.g. {missing.FirstOrDefault()}");
         }
     }
+
+    /// <summary>One <c>dotnet MiniKV.RaftBench.dll node ...</c> child process on its data directory.</summary>
+    private static NodeProcess StartNode(string id, int grpcPort, string data, string peers, int seed) =>
+        new NodeProcess(id, new NodeStartInfo(Path.Combine(AppContext.BaseDirectory, "MiniKV.RaftBench.dll"),
+        [
+            "node", "--id", id, "--grpc", $"127.0.0.1:{grpcPort}", "--http", "127.0.0.1:0", "--data", data, "--peers", peers,
+            "--seed", seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            // Small enough that snapshots and log compaction happen during the test.
+            "--snapshot-every", "2000",
+        ])
+        {
+            // Role, term and leader changes with UTC times, so a failure message shows how each node saw the failovers.
+            Environment = new Dictionary<string, string> { ["MINIKV_RAFTBENCH_TRACE"] = "1" },
+        }).Launch();
+
+    private static async Task<string> HttpUrlAsync(NodeProcess node) => "http://" + (await node.WaitForServingAsync(Patience)).Http;
 
     public void Dispose()
     {

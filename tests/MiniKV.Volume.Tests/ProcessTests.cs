@@ -7,6 +7,7 @@ using Grpc.Net.Client;
 using MiniKV.Common;
 using MiniKV.Protocol.V1;
 using MiniKV.Storage;
+using MiniKV.Testing.Cluster;
 using MiniKV.Volume.Tests.Support;
 using Xunit.Abstractions;
 
@@ -17,11 +18,12 @@ public sealed class ProcessTests(ITestOutputHelper output) : IDisposable
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
     private readonly string _root = Path.Combine(Path.GetTempPath(), "minikv-volume-process-tests", Guid.NewGuid().ToString("N"));
-    private readonly List<VolumeProcess> _processes = [];
+    private readonly List<NodeProcess> _processes = [];
 
-    private VolumeProcess Start(params string[] args)
+    /// <summary>The real executable (<c>dotnet minikv-volume.dll ...</c>; the project reference copies it beside the tests).</summary>
+    private NodeProcess Start(params string[] args)
     {
-        var process = VolumeProcess.Start(args);
+        var process = NodeProcess.ForDll("minikv-volume", "minikv-volume.dll", args).Launch();
         _processes.Add(process);
         return process;
     }
@@ -52,7 +54,7 @@ public sealed class ProcessTests(ITestOutputHelper output) : IDisposable
             "--data", Path.Combine(_root, "data"), "--wal", Path.Combine(_root, "wal"), "--coordinators", coordinator.HttpUrl.ToString(), .. extra,
         ];
         var first = Start(Args());
-        var (_, grpc) = await first.WaitForListeningAsync(Timeout);
+        var (_, grpc) = await first.WaitForServingAsync(Timeout);
         await Eventually.TrueAsync(() => !coordinator.Recorded.Joins.IsEmpty, Timeout, () => coordinator.Recorded.Describe() + "\n" + first.Output, "the volume to join");
 
         var committed = (Tx: TxId.NewRandom(), Value: TestRandom.Bytes(random, 300 << 10));
@@ -73,7 +75,7 @@ public sealed class ProcessTests(ITestOutputHelper output) : IDisposable
 
         var clock = Stopwatch.StartNew();
         var second = Start(Args("--prepared-expiry", "4s"));
-        (_, grpc) = await second.WaitForListeningAsync(Timeout);
+        (_, grpc) = await second.WaitForServingAsync(Timeout);
         await Eventually.TrueAsync(() => coordinator.Recorded.Joins.Count > joinsBefore, Timeout, () => second.Output, "the restarted volume to join");
         client = Client(grpc, out channel);
         using (channel)
@@ -118,7 +120,7 @@ public sealed class ProcessTests(ITestOutputHelper output) : IDisposable
         var pattern = TestRandom.Bytes(random, Chunk);
         var process = Start("serve", "--id", "vol-big", "--bind", "127.0.0.1:0", "--grpc", "127.0.0.1:0",
             "--data", Path.Combine(_root, "data"), "--wal", Path.Combine(_root, "wal"), "--log-level", "information");
-        var (http, grpc) = await process.WaitForListeningAsync(Timeout);
+        var (http, grpc) = await process.WaitForServingAsync(Timeout);
         var client = Client(grpc, out var channel);
         using var _ = channel;
 

@@ -73,6 +73,8 @@ public sealed class NodeProcessTests(ITestOutputHelper output) : IAsyncLifetime
         node.Restart();
         (http, _) = await node.WaitForServingAsync(Timeout);
         Assert.Equal(2, node.Lives);
+        Assert.True(node.Printed("killed (SIGKILL)"), "Printed searches the lines of every life: " + node.Tail());
+        Assert.False(node.Printed("no such line"));
         Assert.Equal(value, await httpClient.GetByteArrayAsync($"http://{http}/blob/harness/key"));
 
         var clock = Stopwatch.StartNew();

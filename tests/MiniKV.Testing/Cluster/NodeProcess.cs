@@ -123,6 +123,9 @@ public sealed partial class NodeProcess : IDisposable
     /// <summary>All kept output, every life, one line each.</summary>
     public string Output => string.Join('\n', _output.Select(l => l.Line));
 
+    /// <summary>True when a kept line of any life contains <paramref name="text"/>.</summary>
+    public bool Printed(string text) => _output.Any(l => l.Line.Contains(text, StringComparison.Ordinal));
+
     /// <summary>The last <paramref name="lines"/> kept lines, for failure messages.</summary>
     public string Tail(int lines = 40) => string.Join('\n', _output.Select(l => l.Line).TakeLast(lines));
 

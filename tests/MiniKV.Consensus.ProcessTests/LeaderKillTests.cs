@@ -157,7 +157,7 @@ public sealed class LeaderKillTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    private string Output() => string.Join("\n---\n", _nodes.Select(n => n?.Output ?? ""));
+    private string Output() => string.Join("\n---\n", _nodes.Select(n => n?.Tail(500) ?? ""));
 
     /// <summary>Each node's /status line and its output (the role trace), for a failure message.</summary>
     private string Diagnostics(RaftClusterClient client) =>

@@ -77,6 +77,10 @@ internal static class BenchCommand
                 var first = result.ErrorSamples.OrderByDescending(p => p.Value).First();
                 await console.Error.WriteLineAsync($"bench {load.Name}: {errors} of {total} operations failed (most common, {first.Value}x: {first.Key})");
             }
+            else if (total == 0)
+            {
+                await console.Error.WriteLineAsync($"bench {load.Name}: no operation finished inside the measured window; use a longer --duration");
+            }
             return total > 0 && errors * 100 <= total ? ExitCodes.Success : ExitCodes.Failure;
         });
         return command;

@@ -148,6 +148,7 @@ public sealed class RegistrationTests(ITestOutputHelper output)
             () => $"prepared: {string.Join(",", v.Store().ListPrepared().Select(p => p.Id))}; {coordinator.Recorded.Describe()}", "two of three prepares decided");
         Assert.Equal(unknown, Assert.Single(v.Store().ListPrepared()).Id);
         Assert.Contains(unknown, coordinator.Recorded.AskedOutcomes);
+        Assert.Equal("outcome/unknown", coordinator.Recorded.AskedKeys[unknown]); // the coordinators answer from the key's record
         var (header, data) = await v.ReadAsync("outcome/committed");
         Assert.Equal([1], data);
         Assert.Equal(10ul, header.Version);

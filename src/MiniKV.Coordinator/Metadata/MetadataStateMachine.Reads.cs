@@ -175,13 +175,23 @@ public sealed partial class MetadataStateMachine
         return count;
     }
 
-    /// <summary>What the metadata recorded for a transaction: committed, aborted, or unknown (no record).</summary>
-    public TransactionOutcomeKind GetTransactionOutcome(Guid transaction)
+    /// <summary>
+    /// What the metadata says of a transaction that wrote <paramref name="key"/>: committed when the key's record names
+    /// it, aborted when an abort was recorded for it (or, from before writes stopped recording their transactions, a
+    /// record says so), else unknown: never committed, or committed and replaced since by a later write or delete.
+    /// </summary>
+    public TransactionOutcomeKind GetTransactionOutcome(Guid transaction, byte[] key)
     {
         _swap.EnterReadLock();
         try
         {
-            return TransactionOutcome(_h, transaction).Outcome;
+            if (ReadKey(_h, key) is { } record && record.Transaction == transaction)
+            {
+                return TransactionOutcomeKind.Committed;
+            }
+            // A record that says committed (written before writes stopped recording their transactions) is not the
+            // key's current write any more: replaced, so unknown like any other.
+            return TransactionOutcome(_h, transaction).Outcome == TransactionOutcomeKind.Aborted ? TransactionOutcomeKind.Aborted : TransactionOutcomeKind.Unknown;
         }
         finally
         {

@@ -96,7 +96,6 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             var lastVersion = LastVersion;
             using var batch = new WriteBatch();
             var pending = new Dictionary<byte[], KeyRecord?>(Common.ByteKeyComparer.Instance);
-            var decided = new HashSet<Guid>();
             var registry = _registry;
             var registryChanged = false;
             var rebalance = _rebalance;
@@ -117,7 +116,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                 switch (command)
                 {
                     case WriteBatchCommand writes:
-                        results[e] = ApplyWrites(h, batch, pending, decided, writes, entry, ref lastVersion);
+                        results[e] = ApplyWrites(h, batch, pending, writes, entry, ref lastVersion);
                         break;
                     case RegisterVolumeCommand register:
                         registry = registry.With(ApplyRegister(registry, register));
@@ -178,14 +177,11 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                         registryChanged = true;
                         break;
                     case AbortTransactionsCommand aborts:
+                        // Only writes that never reached their commit point are aborted, and an outcome looks at the key's
+                        // record first, so an abort record cannot override a commit.
                         foreach (var tx in aborts.Transactions)
                         {
-                            // A transaction already decided keeps its outcome: an abort never overrides a commit.
-                            if (!decided.Contains(tx) && TransactionOutcome(h, tx).Outcome == TransactionOutcomeKind.Unknown)
-                            {
-                                decided.Add(tx);
-                                batch.Put(tx.ToByteArray(), MetadataRecords.EncodeTransaction(TransactionOutcomeKind.Aborted, entry.Index), h.Transactions);
-                            }
+                            batch.Put(tx.ToByteArray(), MetadataRecords.EncodeTransaction(TransactionOutcomeKind.Aborted, entry.Index), h.Transactions);
                         }
                         break;
                 }
@@ -209,7 +205,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         return results;
     }
 
-    private static WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, HashSet<Guid> decided, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
+    private static WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
     {
         var outcomes = new WriteOutcome[command.Writes.Count];
         var sameTerm = command.Term == entry.Term;
@@ -245,12 +241,6 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             else
             {
                 outcomes[i] = new WriteOutcome(status, current?.Version ?? 0, current);
-            }
-            if (write.Transaction != default)
-            {
-                decided.Add(write.Transaction);
-                var outcome = status == WriteStatus.Applied ? TransactionOutcomeKind.Committed : TransactionOutcomeKind.Aborted;
-                batch.Put(write.Transaction.ToByteArray(), MetadataRecords.EncodeTransaction(outcome, entry.Index), h.Transactions);
             }
         }
         return new WriteBatchResult(outcomes);

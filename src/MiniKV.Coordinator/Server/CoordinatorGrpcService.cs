@@ -61,14 +61,20 @@ internal sealed class CoordinatorGrpcService(CoordinatorNode node, ILogger<Coord
         {
             return new TransactionOutcomeResponse { NotLeader = true, Leader = Hint() };
         }
-        var response = new TransactionOutcomeResponse();
-        foreach (var id in request.TxIds)
+        if (request.Keys.Count != request.TxIds.Count)
         {
+            throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"{request.TxIds.Count} transaction ids but {request.Keys.Count} keys; give the key each transaction wrote, in the same order"));
+        }
+        var response = new TransactionOutcomeResponse();
+        for (var i = 0; i < request.TxIds.Count; i++)
+        {
+            var id = request.TxIds[i];
             if (id.Length != TxBytes.Size)
             {
                 throw new RpcException(new Status(StatusCode.InvalidArgument, $"a transaction id is {id.Length} bytes; ids are 16 bytes"));
             }
-            response.Outcomes.Add(new TxOutcome { TxId = id, Outcome = node.OutcomeOf(TxBytes.Read(id.Span)) });
+            response.Outcomes.Add(new TxOutcome { TxId = id, Outcome = node.OutcomeOf(TxBytes.Read(id.Span), request.Keys[i].ToByteArray()) });
         }
         return response;
     }

@@ -139,7 +139,7 @@ public sealed partial class CoordinatorNode
         {
             // Decided unless proposed with an unknown end (504): that one stays in flight until its outcome is in the
             // state or this leader's term is over, so TransactionOutcome answers "pending" meanwhile.
-            if (!committed || applied || Consensus.Leader.Term != term || StateMachine.GetTransactionOutcome(tx) != TransactionOutcomeKind.Unknown)
+            if (!committed || applied || Consensus.Leader.Term != term || StateMachine.GetTransactionOutcome(tx, request.Key) != TransactionOutcomeKind.Unknown)
             {
                 _inFlight.TryRemove(tx, out _);
             }
@@ -248,10 +248,10 @@ public sealed partial class CoordinatorNode
     /// does not interleave with a write of it on this leader.</summary>
     internal Task<KeyLocks.Releaser> LockKeyAsync(byte[] key, CancellationToken cancellationToken) => _keyLocks.AcquireAsync(key, cancellationToken);
 
-    /// <summary>What the coordinators know of a transaction, for a volume holding its prepare.</summary>
-    public Outcome OutcomeOf(Guid tx)
+    /// <summary>What the coordinators know of a transaction that wrote <paramref name="key"/>, for a volume holding its prepare.</summary>
+    public Outcome OutcomeOf(Guid tx, byte[] key)
     {
-        switch (StateMachine.GetTransactionOutcome(tx))
+        switch (StateMachine.GetTransactionOutcome(tx, key))
         {
             case TransactionOutcomeKind.Committed:
                 return Outcome.Committed;
@@ -263,7 +263,8 @@ public sealed partial class CoordinatorNode
             return Outcome.Pending;
         }
         // A write commits only in an entry of the term it began in (the state machine checks), and every entry of
-        // earlier terms is applied once this leader is ready: an unknown transaction can never commit any more.
+        // earlier terms is applied once this leader is ready: a transaction that is not in flight and not the key's
+        // current write either never committed or was replaced by a later write or delete; its copy is not needed.
         return IsReadyLeader ? Outcome.Aborted : Outcome.Pending;
     }
 

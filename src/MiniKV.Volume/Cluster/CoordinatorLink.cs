@@ -266,11 +266,13 @@ internal sealed class CoordinatorLink : IAsyncDisposable
     /// <summary>Decides the given transactions by the coordinators' outcomes. False when the leader moved (nothing decided).</summary>
     private async Task<bool> ResolveAsync(Coordinator.CoordinatorClient client, LeaderInfo leader, List<TxId> txs, CancellationToken stop)
     {
-        var preparedAt = new Dictionary<TxId, DateTimeOffset>();
+        var prepared = new Dictionary<TxId, PreparedTransaction>();
         foreach (var p in _node.Store.ListPrepared())
         {
-            preparedAt[p.Id] = p.PreparedAt;
+            prepared[p.Id] = p;
         }
+        // Only what is still prepared: a transaction decided meanwhile (a late Commit, a read) needs no answer.
+        txs = txs.FindAll(prepared.ContainsKey);
         var expiry = _node.Options.PreparedExpiry;
         for (var start = 0; start < txs.Count; start += OutcomeBatch)
         {
@@ -281,6 +283,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
             {
                 txs[i].Write(id);
                 request.TxIds.Add(ByteString.CopyFrom(id));
+                request.Keys.Add(UnsafeByteOperations.UnsafeWrap(prepared[txs[i]].Key));
             }
             var response = await client.TransactionOutcomeAsync(request, deadline: Deadline(), cancellationToken: stop);
             if (response.NotLeader)
@@ -309,7 +312,7 @@ internal sealed class CoordinatorLink : IAsyncDisposable
                     case Protocol.V1.Outcome.Pending:
                         break; // still in flight at the coordinators: keep it, ask again later
                     default:
-                        if (expiry > TimeSpan.Zero && preparedAt.TryGetValue(tx, out var at) && DateTimeOffset.UtcNow - at >= expiry)
+                        if (expiry > TimeSpan.Zero && prepared.TryGetValue(tx, out var p) && DateTimeOffset.UtcNow - p.PreparedAt >= expiry)
                         {
                             var expired = await _node.DecideAsync(tx, commit: false);
                             Log.TransactionResolved(_logger, tx.ToString(), "expired (no coordinator knows it)", expired.Status.ToString());

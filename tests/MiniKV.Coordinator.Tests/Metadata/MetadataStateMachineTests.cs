@@ -50,7 +50,7 @@ public class MetadataStateMachineTests
             Assert.Equal(3, sm.AppliedIndex);
             Assert.Equal(2ul, sm.LastVersion);
             Assert.Equal(1ul, sm.GetKey(K("a"))!.Version);
-            Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(tx));
+            Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(tx, K("a")));
             Assert.Equal("h:2", sm.Registry.Volumes["v1"].GrpcAddress);
 
             // The driver re-applies committed entries after a restart: nothing may change, nothing is answered.
@@ -87,7 +87,7 @@ public class MetadataStateMachineTests
              WriteStatus.PreconditionFailed, WriteStatus.NotFound, WriteStatus.Conflict],
             results.Select(r => r.Status));
         Assert.Equal(4ul, sm.GetKey(K("k"))!.Version);
-        Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(failedTx));
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(failedTx, K("k"))); // never committed: no record
         Assert.Null(sm.GetKey(K("missing")));
 
         var deleted = Outcomes(sm.Apply([Batch(3, Delete("k", WriteCondition.IfMatch, "00000004"))])[0]);
@@ -105,8 +105,8 @@ public class MetadataStateMachineTests
         var result = Outcomes(sm.Apply([Batch(1, Term - 1, Put("k", 1, tx: tx))])[0]);
         Assert.Equal(WriteStatus.Conflict, result[0].Status);
         Assert.Null(sm.GetKey(K("k")));
-        Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(tx));
-        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(Guid.NewGuid()));
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(tx, K("k")));
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(Guid.NewGuid(), K("k")));
     }
 
     [Fact]
@@ -117,8 +117,53 @@ public class MetadataStateMachineTests
         var committed = Guid.NewGuid();
         var lost = Guid.NewGuid();
         sm.Apply([Batch(1, Put("k", 1, tx: committed)), Command(2, new AbortTransactionsCommand([committed, lost]))]);
-        Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(committed));
-        Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(lost));
+        Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(committed, K("k")));
+        Assert.Equal(TransactionOutcomeKind.Aborted, sm.GetTransactionOutcome(lost, K("k")));
+    }
+
+    [Fact]
+    public void A_commit_is_known_by_its_keys_record_until_a_later_write_or_delete_replaces_it()
+    {
+        using var dir = new TempDirectory();
+        using var sm = new MetadataStateMachine(dir.Path);
+        var first = Guid.NewGuid();
+        var second = Guid.NewGuid();
+        sm.Apply([Batch(1, Put("k", 1, tx: first))]);
+        Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(first, K("k")));
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(first, K("other")));
+
+        sm.Apply([Batch(2, Put("k", 2, tx: second))]);
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(first, K("k"))); // replaced: its copy is not needed
+        Assert.Equal(TransactionOutcomeKind.Committed, sm.GetTransactionOutcome(second, K("k")));
+
+        sm.Apply([Batch(3, Delete("k"))]);
+        Assert.Equal(TransactionOutcomeKind.Unknown, sm.GetTransactionOutcome(second, K("k")));
+    }
+
+    [Fact]
+    public void Writes_leave_no_per_transaction_records_behind()
+    {
+        using var dir = new TempDirectory();
+        using (var sm = new MetadataStateMachine(dir.Path))
+        {
+            for (var i = 1; i <= 50; i++)
+            {
+                sm.Apply([Batch(i, Put("k" + (i % 7), (ulong)i), Put("k" + (i % 7), (ulong)i, WriteCondition.IfMatch, "ffffffff"))]);
+            }
+            Assert.Equal(50, sm.AppliedIndex);
+        }
+        // Count what is on disk: before, every write added a 16-byte-key record that nothing ever removed.
+        var path = Path.Combine(dir.Path, "metadata");
+        var names = RocksDbSharp.RocksDb.ListColumnFamilies(new RocksDbSharp.DbOptions(), path);
+        var families = new RocksDbSharp.ColumnFamilies();
+        foreach (var name in names)
+        {
+            families.Add(name, new RocksDbSharp.ColumnFamilyOptions());
+        }
+        using var db = RocksDbSharp.RocksDb.OpenReadOnly(new RocksDbSharp.DbOptions(), path, families, errIfLogFileExists: false);
+        using var iterator = db.NewIterator(db.GetColumnFamily("transactions"));
+        iterator.SeekToFirst();
+        Assert.False(iterator.Valid());
     }
 
     [Fact]
@@ -196,7 +241,7 @@ public class MetadataStateMachineTests
         Assert.Null(target.GetKey(K("after")));
         Assert.Equal(source.GetKey(K("x")), target.GetKey(K("x")));
         Assert.Equal(source.GetKey(K("y/日本")), target.GetKey(K("y/日本")));
-        Assert.Equal(TransactionOutcomeKind.Committed, target.GetTransactionOutcome(committed));
+        Assert.Equal(TransactionOutcomeKind.Committed, target.GetTransactionOutcome(committed, K("x")));
         Assert.Equal(VolumeState.Down, target.Registry.Volumes["v1"].State);
         Assert.Equal(["v1"], target.Registry.ShardMap[7]!);
         Assert.True(target.Registry.HasShardMap);

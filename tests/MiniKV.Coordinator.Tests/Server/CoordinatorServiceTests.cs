@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using Grpc.Core;
 using MiniKV.Coordinator.Metadata.Commands;
 using MiniKV.Coordinator.Tests.Support;
 using MiniKV.Protocol.V1;
@@ -49,13 +50,13 @@ public class CoordinatorServiceTests
         Assert.True(join.NotLeader);
         Assert.Equal("coord-1", join.Leader.Id);
         Assert.Equal(f.Server.Node.AdvertisedGrpc, join.Leader.GrpcAddress);
-        var outcome = await f.Grpc.TransactionOutcomeAsync(new TransactionOutcomeRequest { VolumeId = "v", TxIds = { Id(Guid.NewGuid()) } });
+        var outcome = await f.Grpc.TransactionOutcomeAsync(new TransactionOutcomeRequest { VolumeId = "v", TxIds = { Id(Guid.NewGuid()) }, Keys = { ByteString.CopyFromUtf8("a") } });
         Assert.True(outcome.NotLeader);
         Assert.Empty(outcome.Outcomes);
     }
 
     [Fact]
-    public async Task Transaction_outcomes_are_committed_aborted_or_for_an_unknown_id_aborted_once_the_leader_is_ready()
+    public async Task Transaction_outcomes_come_from_the_keys_record_and_anything_else_is_aborted_once_the_leader_is_ready()
     {
         await using var f = await CoordinatorFixture.StartAsync();
         using (var put = await f.Http.PutAsync("/kv/t", new StringContent("x")))
@@ -70,9 +71,23 @@ public class CoordinatorServiceTests
             Assert.Equal(System.Net.HttpStatusCode.PreconditionFailed, refused.StatusCode);
         }
         var never = Guid.NewGuid();
-        var response = await f.Grpc.TransactionOutcomeAsync(new TransactionOutcomeRequest { VolumeId = "vol-1", TxIds = { Id(committed), Id(never) } });
+        var t = ByteString.CopyFromUtf8("t");
+        var response = await f.Grpc.TransactionOutcomeAsync(new TransactionOutcomeRequest { VolumeId = "vol-1", TxIds = { Id(committed), Id(never) }, Keys = { t, t } });
         Assert.False(response.NotLeader);
         Assert.Equal([Outcome.Committed, Outcome.Aborted], response.Outcomes.Select(o => o.Outcome));
         Assert.Equal(Id(never), response.Outcomes[1].TxId);
+
+        // Replaced by a later write, the first commit's copy is referenced by nothing: a volume still holding it drops it.
+        using (var put = await f.Http.PutAsync("/kv/t", new StringContent("z")))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.Created, put.StatusCode);
+        }
+        var second = f.Server.StateMachine.GetKey("t"u8.ToArray())!.Transaction;
+        response = await f.Grpc.TransactionOutcomeAsync(new TransactionOutcomeRequest { VolumeId = "vol-1", TxIds = { Id(committed), Id(second) }, Keys = { t, t } });
+        Assert.Equal([Outcome.Aborted, Outcome.Committed], response.Outcomes.Select(o => o.Outcome));
+
+        // The key is required: without it the answer could not tell a commit from an abort.
+        var keyless = await Assert.ThrowsAsync<RpcException>(async () => await f.Grpc.TransactionOutcomeAsync(new TransactionOutcomeRequest { VolumeId = "vol-1", TxIds = { Id(second) } }));
+        Assert.Equal(StatusCode.InvalidArgument, keyless.StatusCode);
     }
 }

@@ -62,6 +62,9 @@ public sealed class FakeCoordinator : IAsyncDisposable
         public ConcurrentQueue<HeartbeatRequest> Heartbeats { get; } = new();
         public ConcurrentQueue<TxId> AskedOutcomes { get; } = new();
 
+        /// <summary>The key the volume named for each transaction it asked about.</summary>
+        public ConcurrentDictionary<TxId, string> AskedKeys { get; } = new();
+
         public string Describe() =>
             $"leader={IsLeader}, joins={Joins.Count}, heartbeats={Heartbeats.Count}, asked={AskedOutcomes.Count}, status requests={StatusRequests}, not-leader answers={NotLeaderAnswers}";
     }
@@ -137,10 +140,16 @@ public sealed class FakeCoordinator : IAsyncDisposable
                 state.CountNotLeader();
                 return Task.FromResult(new TransactionOutcomeResponse { NotLeader = true, Leader = Hint() });
             }
-            var response = new TransactionOutcomeResponse();
-            foreach (var id in request.TxIds)
+            if (request.Keys.Count != request.TxIds.Count)
             {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, "one key per transaction id"));
+            }
+            var response = new TransactionOutcomeResponse();
+            for (var i = 0; i < request.TxIds.Count; i++)
+            {
+                var id = request.TxIds[i];
                 var tx = TxId.Read(id.Span);
+                state.AskedKeys[tx] = request.Keys[i].ToStringUtf8();
                 state.AskedOutcomes.Enqueue(tx);
                 response.Outcomes.Add(new TxOutcome { TxId = id, Outcome = state.Outcomes.GetValueOrDefault(tx, Outcome.Unknown) });
             }

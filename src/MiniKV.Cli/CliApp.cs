@@ -24,6 +24,10 @@ internal static class CliApp
             await console.Error.WriteLineAsync($"minikv: {parsed.Errors[0].Message} (see minikv {CommandPath(parsed)}--help)");
             return ExitCodes.Usage;
         }
+        if (parsed.CommandResult.Command.Name == "bench" && !console.Shutdown.CanBeCanceled)
+        {
+            BenchCommand.TuneProcess(); // a process of its own (not a test's in-process run), before it opens a socket
+        }
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(console.Shutdown);
         using var sigint = console.Shutdown.CanBeCanceled ? null : PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = console.Shutdown.CanBeCanceled ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);

@@ -55,6 +55,20 @@ public sealed partial class BlobStore
         return SubmitAsync(new WriteOp(RecordKind.Tombstone, key.ToArray(), ReadOnlyMemory<byte>.Empty));
     }
 
+    /// <summary>
+    /// Deletes <paramref name="key"/> only while its current record is the one with sequence
+    /// <paramref name="ifSequence"/> (from <see cref="Lookup"/>), checked under the write lock, so a value written or
+    /// committed in between is never removed: <see cref="StoreStatus.Changed"/> then, and nothing is written.
+    /// </summary>
+    public ValueTask<WriteResult> DeleteAsync(ReadOnlyMemory<byte> key, long ifSequence)
+    {
+        if (!TryFind(key.Span, out var entry, out _, out _) || entry.Sequence != ifSequence)
+        {
+            return ValueTask.FromResult(new WriteResult(StoreStatus.Changed));
+        }
+        return SubmitAsync(new WriteOp(RecordKind.Tombstone, key.ToArray(), ReadOnlyMemory<byte>.Empty) { IfSequence = ifSequence });
+    }
+
     private ValueTask<WriteResult> SubmitAsync(WriteOp op)
     {
         ThrowIfFailed();
@@ -155,8 +169,14 @@ public sealed partial class BlobStore
 
         var size = 0;
         var sync = false;
-        foreach (var op in batch)
+        for (var i = 0; i < batch.Count; i++)
         {
+            var op = batch[i];
+            if (op.IfSequence is { } expected && !StillCurrent(op.Key, expected, batch, i))
+            {
+                op.Complete(new WriteResult(StoreStatus.Changed));
+                continue;
+            }
             if (!Validate(op))
             {
                 continue;
@@ -197,6 +217,26 @@ public sealed partial class BlobStore
                 op.Complete(Apply(op));
             }
         }
+    }
+
+    /// <summary>
+    /// A conditional op's check, under the write lock: the key is still at record <paramref name="sequence"/> and no
+    /// earlier op of this batch (applied to the index only after the append) touches it.
+    /// </summary>
+    private bool StillCurrent(byte[] key, long sequence, List<WriteOp> batch, int position)
+    {
+        if (!TryFind(key, out var entry, out _, out _) || entry.Sequence != sequence)
+        {
+            return false;
+        }
+        for (var j = 0; j < position; j++)
+        {
+            if (!batch[j].Done && batch[j].Key.AsSpan().SequenceEqual(key))
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     /// <summary>
@@ -445,6 +485,8 @@ public sealed partial class BlobStore
         public bool Lazy { get; init; }
         /// <summary>For Commit/Abort: the prepared transaction taken out of the pending table by validation.</summary>
         public PendingTx? Decided { get; set; }
+        /// <summary>For a conditional tombstone: the sequence the key's current record must still have.</summary>
+        public long? IfSequence { get; init; }
         /// <summary>For a second decision of the same transaction within one batch: the first, whose answer it shares.</summary>
         public WriteOp? Follows { get; set; }
         public WriteResult Result { get; private set; }

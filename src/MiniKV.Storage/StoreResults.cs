@@ -22,6 +22,8 @@ public enum StoreStatus
     TransactionConflict,
     /// <summary>The range asked for lies outside the value.</summary>
     RangeNotSatisfiable,
+    /// <summary>A conditional delete found the key at another record than the one named (or gone); nothing was written.</summary>
+    Changed,
 }
 
 /// <summary>A transaction id of a two-phase write: 16 bytes chosen by the coordinator.</summary>

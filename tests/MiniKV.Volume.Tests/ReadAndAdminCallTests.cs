@@ -63,6 +63,23 @@ public sealed class ReadAndAdminCallTests(ITestOutputHelper output) : IAsyncLife
     }
 
     [Fact]
+    public async Task A_delete_up_to_a_version_keeps_a_newer_copy()
+    {
+        await _v.PutAsync("dv", [1], version: 5);
+        // A delete decided for version 4 (say by an old leader) arrives after version 5 was committed here: kept.
+        var late = await _v.Client.DeleteAsync(new DeleteRequest { Key = VolumeHarness.Key("dv"), MaxVersion = 4 });
+        Assert.True(late.Existed);
+        Assert.True(late.KeptNewer);
+        Assert.Equal([1], (await _v.ReadAsync("dv")).Data);
+
+        var current = await _v.Client.DeleteAsync(new DeleteRequest { Key = VolumeHarness.Key("dv"), MaxVersion = 5 });
+        Assert.True(current.Existed);
+        Assert.False(current.KeptNewer);
+        await VolumeHarness.ThrowsRpcAsync(StatusCode.NotFound, () => _v.ReadAsync("dv"));
+        Assert.False((await _v.Client.DeleteAsync(new DeleteRequest { Key = VolumeHarness.Key("dv"), MaxVersion = 5 })).Existed);
+    }
+
+    [Fact]
     public async Task ListKeys_pages_in_byte_order_by_shard_with_start_after()
     {
         var keys = new List<string>();

@@ -118,12 +118,17 @@ public sealed class GrpcVolumeMaintenance : IVolumeMaintenance, IDisposable
         }
     }
 
-    public async Task<string?> DeleteAsync(VolumeRecord volume, byte[] key, CancellationToken cancellationToken)
+    public async Task<string?> DeleteAsync(VolumeRecord volume, byte[] key, ulong? maxVersion, CancellationToken cancellationToken)
     {
         try
         {
-            await _pool.Client(volume.GrpcAddress).DeleteAsync(new DeleteRequest { Key = ByteString.CopyFrom(key) }, deadline: DateTime.UtcNow + ShortCall, cancellationToken: cancellationToken);
-            return null;
+            var request = new DeleteRequest { Key = ByteString.CopyFrom(key) };
+            if (maxVersion is { } max)
+            {
+                request.MaxVersion = max;
+            }
+            var response = await _pool.Client(volume.GrpcAddress).DeleteAsync(request, deadline: DateTime.UtcNow + ShortCall, cancellationToken: cancellationToken);
+            return response.KeptNewer ? "the volume holds a newer copy now; kept" : null;
         }
         catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
         {

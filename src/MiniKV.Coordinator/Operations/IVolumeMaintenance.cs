@@ -55,8 +55,8 @@ public interface IVolumeMaintenance
     /// <summary>The version the volume holds now (null: absent; 0: corrupt), or an error.</summary>
     Task<(ulong? Version, string? Error)> StatAsync(VolumeRecord volume, byte[] key, CancellationToken cancellationToken);
 
-    /// <summary>Deletes the volume's copy of the key; null on success, else why not.</summary>
-    Task<string?> DeleteAsync(VolumeRecord volume, byte[] key, CancellationToken cancellationToken);
+    /// <summary>Deletes the volume's copy of the key if its version is at most <paramref name="maxVersion"/> (null: any copy); null on success, else why not.</summary>
+    Task<string?> DeleteAsync(VolumeRecord volume, byte[] key, ulong? maxVersion, CancellationToken cancellationToken);
 
     /// <summary>Compacts the volume's segments (those holding <paramref name="shard"/>'s keys, when given); the counters as JSON, or an error.</summary>
     Task<(System.Text.Json.Nodes.JsonObject? Result, string? Error)> CompactAsync(VolumeRecord volume, int? shard, CancellationToken cancellationToken);

@@ -177,7 +177,8 @@ public sealed class Repairer(CoordinatorNode node, IVolumeMaintenance volumes)
             {
                 continue; // gone or rewritten since the scan
             }
-            var error = await volumes.DeleteAsync(volume, orphan.Key, cancellationToken);
+            // Only the version the scan saw (a corrupt copy, version 0, goes whatever it is): a copy written since is kept.
+            var error = await volumes.DeleteAsync(volume, orphan.Key, orphan.Version == 0 ? null : orphan.Version, cancellationToken);
             if (error != null)
             {
                 totals.Error($"delete of orphan '{KeyRules.Display(orphan.Key)}' on {orphan.Volume}: {error}");

@@ -231,7 +231,7 @@ public sealed partial class CoordinatorNode
         switch (outcome.Status)
         {
             case WriteStatus.Applied:
-                await Volumes.DeleteAsync(key, VolumesOf(outcome.Previous!.Volumes));
+                await Volumes.DeleteAsync(key, outcome.Previous!.Version, VolumesOf(outcome.Previous.Volumes));
                 return new WriteResult(null, null);
             case WriteStatus.NotFound:
                 return Fail(Problem.NotFound($"no key '{KeyRules.Display(key)}'"));
@@ -310,7 +310,7 @@ public sealed partial class CoordinatorNode
         }
         if (stale.Count > 0)
         {
-            await Volumes.DeleteAsync(previous.Key, VolumesOf(stale));
+            await Volumes.DeleteAsync(previous.Key, previous.Version, VolumesOf(stale));
         }
     }
 

@@ -76,8 +76,11 @@ public interface IVolumeOperations
     /// <summary>Discards the transaction's staged value; returns the volumes that could not be told.</summary>
     Task<IReadOnlyList<VolumeRecord>> AbortAsync(Guid tx, IReadOnlyList<VolumeRecord> volumes);
 
-    /// <summary>Removes the key's copies (after its deletion committed); best effort, failures are left to repair.</summary>
-    Task DeleteAsync(byte[] key, IReadOnlyList<VolumeRecord> volumes);
+    /// <summary>
+    /// Removes the key's copies of version <paramref name="maxVersion"/> or older (after their removal committed); a
+    /// volume keeps a newer copy, one a later write put there meanwhile. Best effort: failures are left to repair.
+    /// </summary>
+    Task DeleteAsync(byte[] key, ulong maxVersion, IReadOnlyList<VolumeRecord> volumes);
 
     /// <summary>
     /// Streams bytes [<paramref name="offset"/>, offset + <paramref name="length"/>) of the record's version from one

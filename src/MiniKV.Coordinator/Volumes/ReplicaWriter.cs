@@ -154,10 +154,14 @@ public sealed class ReplicaWriter : IAsyncDisposable
     /// protocol's Delete is not versioned, so the caller must not run it concurrently with a write of the key).
     /// A volume that did not hold the key answers OK. Never throws for volume problems.
     /// </summary>
-    public async Task<ReplicaCallResult[]> DeleteAsync(byte[] key, IReadOnlyList<VolumeAddress> volumes, CancellationToken cancellationToken = default)
+    public async Task<ReplicaCallResult[]> DeleteAsync(byte[] key, IReadOnlyList<VolumeAddress> volumes, ulong? maxVersion = null, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var request = new DeleteRequest { Key = UnsafeByteOperations.UnsafeWrap(key) };
+        if (maxVersion is { } max)
+        {
+            request.MaxVersion = max;
+        }
         var tasks = new Task<ReplicaCallResult>[volumes.Count];
         for (var i = 0; i < tasks.Length; i++)
         {

@@ -61,9 +61,9 @@ internal sealed partial class VolumeOperations : IVolumeOperations, IAsyncDispos
     public async Task<IReadOnlyList<VolumeRecord>> AbortAsync(Guid tx, IReadOnlyList<VolumeRecord> volumes) =>
         Missed(volumes, await _writer.AbortAsync(tx, Addresses(volumes)));
 
-    public async Task DeleteAsync(byte[] key, IReadOnlyList<VolumeRecord> volumes)
+    public async Task DeleteAsync(byte[] key, ulong maxVersion, IReadOnlyList<VolumeRecord> volumes)
     {
-        foreach (var result in await _writer.DeleteAsync(key, Addresses(volumes)))
+        foreach (var result in await _writer.DeleteAsync(key, Addresses(volumes), maxVersion))
         {
             if (result.Error is { } error)
             {

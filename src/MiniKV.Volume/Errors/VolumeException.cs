@@ -47,6 +47,7 @@ public sealed class VolumeException(VolumeError error, string message, Exception
         StoreStatus.TransactionExists => new(VolumeError.TransactionExists, $"{what}: this transaction id is already prepared or decided on this volume"),
         StoreStatus.TransactionConflict => new(VolumeError.TransactionConflict, $"{what}: the transaction was already decided the other way"),
         StoreStatus.RangeNotSatisfiable => new(VolumeError.RangeNotSatisfiable, $"{what}: the range lies outside the value"),
+        StoreStatus.Changed => new(VolumeError.Unavailable, $"{what}: the key changed meanwhile; retry"),
         _ => new(VolumeError.Internal, $"{what}: unexpected storage status {status}"),
     };
 }

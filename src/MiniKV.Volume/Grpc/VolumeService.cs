@@ -293,6 +293,10 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
     public override async Task<DeleteResponse> Delete(DeleteRequest request, ServerCallContext context)
     {
         var key = VolumeNode.CheckKey(request.Key.Span);
+        if (request.HasMaxVersion)
+        {
+            return await DeleteUpToAsync(key, request.MaxVersion, context.CancellationToken);
+        }
         var result = await Store.DeleteAsync(key);
         if (result.Status is not (StoreStatus.Ok or StoreStatus.NotFound))
         {
@@ -300,6 +304,47 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
         }
         node.ForgetBadFooter(key);
         return new DeleteResponse { Existed = result.IsOk };
+    }
+
+    /// <summary>
+    /// Deletes the key's copy only if its version is at most <paramref name="maxVersion"/>: the version is read from
+    /// the value's footer, and the tombstone is written only while the key is still at the record that was read
+    /// (the engine checks under its write lock), so a commit landing in between is never removed.
+    /// </summary>
+    private async Task<DeleteResponse> DeleteUpToAsync(byte[] key, ulong maxVersion, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            if (Store.Lookup(key, out _) == StoreStatus.NotFound)
+            {
+                return new DeleteResponse();
+            }
+            ValueFooter footer;
+            long sequence;
+            try
+            {
+                (footer, sequence) = await node.ReadFooterAsync(key, cancellationToken);
+            }
+            catch (VolumeException e) when (e.Error == VolumeError.NotFound)
+            {
+                return new DeleteResponse(); // deleted meanwhile
+            }
+            if (footer.Version > maxVersion)
+            {
+                return new DeleteResponse { Existed = true, KeptNewer = true };
+            }
+            var result = await Store.DeleteAsync(key, sequence);
+            if (result.IsOk)
+            {
+                node.ForgetBadFooter(key);
+                return new DeleteResponse { Existed = true };
+            }
+            if (result.Status != StoreStatus.Changed)
+            {
+                throw VolumeException.FromStatus(result.Status, $"delete of key '{KeyRules.Display(key)}'");
+            }
+        }
+        throw new VolumeException(VolumeError.Unavailable, $"key '{KeyRules.Display(key)}' kept changing while it was being deleted; retry");
     }
 
     public override async Task<StatResponse> Stat(StatRequest request, ServerCallContext context)

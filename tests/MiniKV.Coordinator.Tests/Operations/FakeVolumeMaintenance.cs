@@ -61,10 +61,15 @@ public sealed class FakeVolumeMaintenance : IVolumeMaintenance
     public Task<(ulong? Version, string? Error)> StatAsync(VolumeRecord volume, byte[] key, CancellationToken cancellationToken) =>
         Task.FromResult<(ulong?, string?)>(this[volume.Id].TryGetValue(KeyRules.Display(key), out var copy) ? (copy.Version, null) : (null, null));
 
-    public Task<string?> DeleteAsync(VolumeRecord volume, byte[] key, CancellationToken cancellationToken)
+    public Task<string?> DeleteAsync(VolumeRecord volume, byte[] key, ulong? maxVersion, CancellationToken cancellationToken)
     {
         Deletes.Enqueue((volume.Id, KeyRules.Display(key)));
-        this[volume.Id].TryRemove(KeyRules.Display(key), out _);
+        var copies = this[volume.Id];
+        if (copies.TryGetValue(KeyRules.Display(key), out var copy) && copy.Version > maxVersion)
+        {
+            return Task.FromResult<string?>("the volume holds a newer copy now; kept");
+        }
+        copies.TryRemove(KeyRules.Display(key), out _);
         return Task.FromResult<string?>(null);
     }
 

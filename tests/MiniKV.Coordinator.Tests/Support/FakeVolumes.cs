@@ -106,13 +106,14 @@ public sealed class FakeVolumes : IVolumeOperations
         return Task.FromResult<IReadOnlyList<VolumeRecord>>(missed);
     }
 
-    public Task DeleteAsync(byte[] key, IReadOnlyList<VolumeRecord> volumes)
+    public Task DeleteAsync(byte[] key, ulong maxVersion, IReadOnlyList<VolumeRecord> volumes)
     {
         foreach (var v in volumes)
         {
-            if (!this[v.Id].Down)
+            var committed = this[v.Id].Committed;
+            if (!this[v.Id].Down && committed.TryGetValue(Convert.ToHexString(key), out var copy) && copy.Version <= maxVersion)
             {
-                this[v.Id].Committed.TryRemove(Convert.ToHexString(key), out _);
+                committed.TryRemove(Convert.ToHexString(key), out _);
             }
         }
         return Task.CompletedTask;

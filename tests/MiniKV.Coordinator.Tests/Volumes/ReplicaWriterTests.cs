@@ -277,7 +277,15 @@ public sealed class ReplicaWriterTests(ITestOutputHelper output) : IAsyncLifetim
         var outcome = await _writer.PrepareAsync(put, new MemoryStream(new byte[10]), CancellationToken.None);
         await _writer.CommitAsync(put.Tx, outcome.PreparedVolumes);
 
-        var deleted = await _writer.DeleteAsync(put.Key, _fleet.Addresses);
+        // A delete decided for an older version (a late one from an earlier leader) keeps the newer copies.
+        var late = await _writer.DeleteAsync(put.Key, _fleet.Addresses, maxVersion: put.Version - 1);
+        Assert.All(late, d => Assert.True(d.Ok));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.NotNull(await _fleet.ReadAsync(i, "doomed"));
+        }
+
+        var deleted = await _writer.DeleteAsync(put.Key, _fleet.Addresses, maxVersion: put.Version);
         var again = await _writer.DeleteAsync(put.Key, _fleet.Addresses);
 
         Assert.All(deleted, d => Assert.True(d.Ok));

@@ -227,7 +227,7 @@ public sealed partial class Rebalancer : IAsyncDisposable
         }
         if (stale.Count > 0)
         {
-            await _node.Volumes.DeleteAsync(key, stale);
+            await _node.Volumes.DeleteAsync(key, record.Version, stale);
         }
         return new KeyMoveOutcome(KeyMoveStatus.Moved, copies, record.Size * copies, "");
     }

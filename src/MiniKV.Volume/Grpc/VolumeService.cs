@@ -315,10 +315,6 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
     {
         for (var attempt = 0; attempt < 8; attempt++)
         {
-            if (Store.Lookup(key, out _) == StoreStatus.NotFound)
-            {
-                return new DeleteResponse();
-            }
             ValueFooter footer;
             long sequence;
             try
@@ -327,7 +323,7 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
             }
             catch (VolumeException e) when (e.Error == VolumeError.NotFound)
             {
-                return new DeleteResponse(); // deleted meanwhile
+                return new DeleteResponse(); // absent, or deleted meanwhile
             }
             if (footer.Version > maxVersion)
             {

@@ -245,6 +245,17 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 var (hits, misses) = operations.CacheCounters;
                 return [("{result=\"hit\"}", hits), ("{result=\"miss\"}", misses)];
             });
+            m.Gauge("minikv_coord_volume_batches", "Batched calls to volumes by kind, the items (transactions) they carried, and the commits that rode on PrepareBatch calls, since start.", () =>
+            {
+                var c = operations.BatchCounters;
+                return
+                [
+                    ("{kind=\"prepare\",count=\"calls\"}", c.PrepareCalls), ("{kind=\"prepare\",count=\"items\"}", c.PrepareItems),
+                    ("{kind=\"commit\",count=\"calls\"}", c.CommitCalls), ("{kind=\"commit\",count=\"items\"}", c.CommitItems),
+                    ("{kind=\"commit\",count=\"carried_by_prepare\"}", c.CarriedCommits),
+                    ("{kind=\"abort\",count=\"calls\"}", c.AbortCalls), ("{kind=\"abort\",count=\"items\"}", c.AbortItems),
+                ];
+            });
         }
         m.Gauge("minikv_coord_volumes", "Registered volumes by state.", () =>
         {

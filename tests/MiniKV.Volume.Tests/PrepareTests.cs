@@ -442,6 +442,33 @@ public sealed class PrepareTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_PrepareBatch_commits_the_transactions_it_carries_and_answers_each_one()
+    {
+        var earlier = TxId.NewRandom();
+        await _v.PrepareAsync(earlier, "ride/earlier", [1, 2, 3], version: 7);
+        var unknown = TxId.NewRandom();
+        var next = TxId.NewRandom();
+        var request = new PrepareBatchRequest
+        {
+            Items = { new PrepareItem { TxId = VolumeHarness.Tx(next), Key = VolumeHarness.Key("ride/next"), Version = 8, Value = ByteString.CopyFrom(4, 5) } },
+            CommitTxIds = { VolumeHarness.Tx(earlier), VolumeHarness.Tx(unknown) },
+        };
+        var response = await _v.Client.PrepareBatchAsync(request);
+
+        Assert.Equal(0, response.Results.Single().Status.Code);
+        Assert.Equal(2, response.CommitResults.Count);
+        Assert.Equal((VolumeHarness.Tx(earlier), 0), (response.CommitResults[0].TxId, response.CommitResults[0].Status?.Code ?? 0));
+        Assert.Equal("unknown_transaction", response.CommitResults[1].Status.Error);
+        Assert.Equal([1, 2, 3], (await _v.ReadAsync("ride/earlier")).Data);
+        await VolumeHarness.ThrowsRpcAsync(StatusCode.NotFound, () => _v.ReadAsync("ride/next")); // staged, not committed
+        Assert.Equal([next], _v.Store().ListPrepared().Select(p => p.Id));
+
+        var bad = new PrepareBatchRequest { CommitTxIds = { ByteString.CopyFrom(new byte[15]) } };
+        var e = await VolumeHarness.ThrowsRpcAsync(StatusCode.InvalidArgument, () => _v.Client.PrepareBatchAsync(bad).ResponseAsync);
+        Assert.Contains("16 bytes", e.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Staged_transactions_survive_a_restart_and_can_be_decided_after_it()
     {
         var keep = TxId.NewRandom();

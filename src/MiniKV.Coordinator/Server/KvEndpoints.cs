@@ -1,7 +1,9 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using MiniKV.Common;
+using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Volumes;
 
 namespace MiniKV.Coordinator.Server;
@@ -159,15 +161,38 @@ internal static class KvEndpoints
         response.StatusCode = StatusCodes.Status201Created;
         response.Headers.ETag = "\"" + record.ETag + "\"";
         response.Headers.Location = "/kv/" + KeyRules.EncodePath(key);
-        response.ContentType = "application/json";
-        await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+        await WriteJsonAsync(response, PutAnswer(key, record));
+    }
+
+    /// <summary>The body of a PUT's 201: key, version, size, etag, replicas.</summary>
+    private static byte[] PutAnswer(byte[] key, KeyRecord record)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128 + key.Length);
+        using (var json = new Utf8JsonWriter(buffer))
         {
-            ["key"] = KeyRules.Display(key),
-            ["version"] = record.Version,
-            ["size"] = record.Size,
-            ["etag"] = record.ETag,
-            ["replicas"] = record.Volumes,
-        }));
+            json.WriteStartObject();
+            json.WriteString("key", KeyRules.Display(key));
+            json.WriteNumber("version", record.Version);
+            json.WriteNumber("size", record.Size);
+            json.WriteString("etag", record.ETag);
+            json.WriteStartArray("replicas");
+            foreach (var volume in record.Volumes)
+            {
+                json.WriteStringValue(volume);
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Writes a whole JSON body with its Content-Length, so Kestrel sends headers and body together rather than
+    /// as chunks with a separate end-of-body write.</summary>
+    private static Task WriteJsonAsync(HttpResponse response, byte[] body)
+    {
+        response.ContentType = "application/json";
+        response.ContentLength = body.Length;
+        return response.Body.WriteAsync(body).AsTask();
     }
 
     private static async Task DeleteAsync(CoordinatorNode node, IRequestForwarder? forwarder, HttpContext context)
@@ -353,8 +378,7 @@ internal static class KvEndpoints
                 ["modified"] = k.Modified.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture),
             });
         }
-        context.Response.ContentType = "application/json";
-        await context.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object?>
+        await WriteJsonAsync(context.Response, JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object?>
         {
             ["keys"] = keys,
             ["truncated"] = page.Truncated,

@@ -26,6 +26,7 @@ internal sealed class CallCoalescer<TItem, TResult>
     private readonly Task _loop;
     private long _calls;
     private long _items;
+    private long _queued;
 
     /// <param name="send">Sends one batch; answers one result per item in order, or throws when the whole call failed.</param>
     /// <param name="failed">The result every item of a failed call gets.</param>
@@ -51,6 +52,9 @@ internal sealed class CallCoalescer<TItem, TResult>
     /// <summary>Items sent in those calls.</summary>
     public long Items => Interlocked.Read(ref _items);
 
+    /// <summary>Whether items wait for a call (the next call leaves as soon as a slot is free).</summary>
+    public bool HasQueued => Volatile.Read(ref _queued) > 0;
+
     /// <summary>
     /// Queues an item; the task ends with its result once its batch was answered (or failed: then with
     /// <c>failed(exception)</c>). It never throws and cannot be cancelled: once queued an item is sent, so a
@@ -60,8 +64,10 @@ internal sealed class CallCoalescer<TItem, TResult>
     public Task<TResult> EnqueueAsync(TItem item)
     {
         var pending = new Pending(item, new TaskCompletionSource<TResult>());
+        Interlocked.Increment(ref _queued);
         if (!_queue.Writer.TryWrite(pending))
         {
+            Interlocked.Decrement(ref _queued);
             pending.Done.TrySetResult(_failed(new ObjectDisposedException(nameof(CallCoalescer<TItem, TResult>), "the volume client is shut down")));
         }
         return pending.Done.Task;
@@ -98,6 +104,7 @@ internal sealed class CallCoalescer<TItem, TResult>
                     break;
                 }
                 reader.TryRead(out _);
+                Interlocked.Decrement(ref _queued);
                 batch.Add(next);
                 bytes += size;
             }

@@ -6,7 +6,10 @@ namespace MiniKV.Coordinator.Volumes;
 
 /// <summary>
 /// The batched calls to one volume: small values go out in one PrepareBatch, decisions in one Commit or one
-/// Abort call per batch (see <see cref="CallCoalescer{TItem, TResult}"/>). Thread-safety: safe from any thread.
+/// Abort call per batch (see <see cref="CallCoalescer{TItem, TResult}"/>). A commit that arrives while a
+/// PrepareBatch is in flight waits and rides on the next PrepareBatch (commit_tx_ids) when one is queued, else
+/// it leaves in a Commit call as soon as the one in flight is answered: under load a commit costs no call of
+/// its own, and when idle it waits for nothing. Thread-safety: safe from any thread.
 /// </summary>
 internal sealed class VolumeBatcher
 {
@@ -19,6 +22,10 @@ internal sealed class VolumeBatcher
     private readonly CallCoalescer<PrepareItem, ItemOutcome> _prepare;
     private readonly CallCoalescer<ByteString, ItemOutcome> _commit;
     private readonly CallCoalescer<ByteString, ItemOutcome> _abort;
+    private readonly Lock _ridersLock = new();
+    private List<Rider> _riders = [];
+    private int _preparesInFlight;
+    private long _carried;
 
     public VolumeBatcher(VolumeAddress volume, VolumeClientPool pool, TimeSpan callTimeout, int maxInFlight)
     {
@@ -34,7 +41,22 @@ internal sealed class VolumeBatcher
         {
             var request = new PrepareBatchRequest();
             request.Items.Add(items);
-            var response = await pool.Client(volume.GrpcAddress).PrepareBatchAsync(request, deadline: DateTime.UtcNow + callTimeout);
+            var riders = Board(request);
+            PrepareBatchResponse response;
+            try
+            {
+                response = await pool.Client(volume.GrpcAddress).PrepareBatchAsync(request, deadline: DateTime.UtcNow + callTimeout);
+            }
+            catch
+            {
+                Land(riders, null);
+                throw;
+            }
+            finally
+            {
+                LeaveRidersWaiting();
+            }
+            Land(riders, response.CommitResults);
             var results = new ItemOutcome[response.Results.Count];
             for (var i = 0; i < results.Length; i++)
             {
@@ -65,11 +87,101 @@ internal sealed class VolumeBatcher
 
     public Task<ItemOutcome> PrepareAsync(PrepareItem item) => _prepare.EnqueueAsync(item);
 
-    public Task<ItemOutcome> CommitAsync(ByteString tx) => _commit.EnqueueAsync(tx);
+    public Task<ItemOutcome> CommitAsync(ByteString tx)
+    {
+        lock (_ridersLock)
+        {
+            if (_preparesInFlight > 0)
+            {
+                var rider = new Rider(tx, new TaskCompletionSource<ItemOutcome>());
+                _riders.Add(rider);
+                return rider.Done.Task;
+            }
+        }
+        return _commit.EnqueueAsync(tx);
+    }
 
     public Task<ItemOutcome> AbortAsync(ByteString tx) => _abort.EnqueueAsync(tx);
 
-    public BatchCounters Counters => new(_prepare.Calls, _prepare.Items, _commit.Calls, _commit.Items, _abort.Calls, _abort.Items);
+    public BatchCounters Counters => new(_prepare.Calls, _prepare.Items, _commit.Calls, _commit.Items, _abort.Calls, _abort.Items, Interlocked.Read(ref _carried));
+
+    /// <summary>Puts the waiting commits (up to the item limit) on a PrepareBatch about to leave.</summary>
+    private List<Rider> Board(PrepareBatchRequest request)
+    {
+        List<Rider> riders;
+        lock (_ridersLock)
+        {
+            _preparesInFlight++;
+            if (_riders.Count <= MaxItems)
+            {
+                riders = _riders;
+                _riders = [];
+            }
+            else
+            {
+                riders = _riders.GetRange(0, MaxItems);
+                _riders.RemoveRange(0, MaxItems);
+            }
+        }
+        foreach (var rider in riders)
+        {
+            request.CommitTxIds.Add(rider.Tx);
+        }
+        return riders;
+    }
+
+    /// <summary>
+    /// A PrepareBatch was answered: the commits that came in meanwhile wait for the next one if values are queued for
+    /// it (it leaves at once), else they go in a Commit call now.
+    /// </summary>
+    private void LeaveRidersWaiting()
+    {
+        List<Rider>? alone = null;
+        lock (_ridersLock)
+        {
+            _preparesInFlight--;
+            if (_preparesInFlight == 0 && _riders.Count > 0 && !_prepare.HasQueued)
+            {
+                alone = _riders;
+                _riders = [];
+            }
+        }
+        SendAlone(alone);
+    }
+
+    /// <summary>Hands the riders of an answered PrepareBatch their results; when the call failed, or the volume answered
+    /// no commit results (one that predates commit_tx_ids), they go again in a Commit call of their own.</summary>
+    private void Land(List<Rider> riders, Google.Protobuf.Collections.RepeatedField<TxResult>? results)
+    {
+        if (riders.Count == 0)
+        {
+            return;
+        }
+        if (results == null || results.Count != riders.Count)
+        {
+            SendAlone(riders);
+            return;
+        }
+        Interlocked.Add(ref _carried, riders.Count);
+        var outcomes = Decisions(results, Volume);
+        for (var i = 0; i < riders.Count; i++)
+        {
+            riders[i].Done.TrySetResult(outcomes[i]);
+        }
+    }
+
+    private void SendAlone(List<Rider>? riders)
+    {
+        if (riders == null)
+        {
+            return;
+        }
+        foreach (var rider in riders)
+        {
+            _commit.EnqueueAsync(rider.Tx).ContinueWith(static (t, done) => ((TaskCompletionSource<ItemOutcome>)done!).TrySetResult(t.Result), rider.Done,
+                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
 
     public Task CompleteAsync() => Task.WhenAll(_prepare.Complete(), _commit.Complete(), _abort.Complete());
 
@@ -84,12 +196,17 @@ internal sealed class VolumeBatcher
     }
 }
 
+/// <summary>A commit waiting to ride on a PrepareBatch.</summary>
+internal readonly record struct Rider(ByteString Tx, TaskCompletionSource<ItemOutcome> Done);
+
 /// <summary>One item's answer from a batched call: null error when it succeeded.</summary>
 internal readonly record struct ItemOutcome(ReplicaError? Error, long Size = 0, string Checksum = "");
 
-/// <summary>Batched calls and the items they carried, per kind, since the writer started.</summary>
-public readonly record struct BatchCounters(long PrepareCalls, long PrepareItems, long CommitCalls, long CommitItems, long AbortCalls, long AbortItems)
+/// <summary>Batched calls and the items they carried, per kind, since the writer started; <paramref name="CarriedCommits"/>
+/// counts the commits that rode on PrepareBatch calls (not in <paramref name="CommitItems"/>).</summary>
+public readonly record struct BatchCounters(long PrepareCalls, long PrepareItems, long CommitCalls, long CommitItems, long AbortCalls, long AbortItems, long CarriedCommits)
 {
     public BatchCounters Add(BatchCounters other) => new(PrepareCalls + other.PrepareCalls, PrepareItems + other.PrepareItems,
-        CommitCalls + other.CommitCalls, CommitItems + other.CommitItems, AbortCalls + other.AbortCalls, AbortItems + other.AbortItems);
+        CommitCalls + other.CommitCalls, CommitItems + other.CommitItems, AbortCalls + other.AbortCalls, AbortItems + other.AbortItems,
+        CarriedCommits + other.CarriedCommits);
 }

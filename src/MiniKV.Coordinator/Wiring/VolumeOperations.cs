@@ -25,6 +25,9 @@ internal sealed partial class VolumeOperations : IVolumeOperations, IAsyncDispos
         _reader = new ReplicaReader(_pool, ReportBadCopy);
     }
 
+    /// <summary>Batched Prepare/Commit/Abort calls to volumes and the items they carried, since start.</summary>
+    public BatchCounters BatchCounters => _writer.Counters;
+
     public async Task<StageOutcome> PrepareAsync(StageRequest request, PipeReader body, CancellationToken cancellationToken)
     {
         var put = new ReplicaPut

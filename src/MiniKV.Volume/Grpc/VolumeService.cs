@@ -75,6 +75,9 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
         {
             throw new VolumeException(VolumeError.InvalidArgument, $"a PrepareBatch holds at most {MaxBatchItems} items; this one has {request.Items.Count}");
         }
+        // Commits of earlier transactions ride along; they go to the store before this batch's values, so both
+        // share its group commit.
+        var commits = request.CommitTxIds.Count > 0 ? CommitAllAsync(request.CommitTxIds, context) : null;
         var results = new PrepareItemResult[request.Items.Count];
         var staged = new List<StagedValue>(request.Items.Count);
         var stagedIndex = new List<int>(request.Items.Count);
@@ -132,15 +135,24 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
         node.Metrics.Increment("minikv_volume_prepared_bytes_total", "Value bytes staged by Prepare and PrepareBatch.", by: bytes);
         var response = new PrepareBatchResponse();
         response.Results.Add(results);
+        if (commits != null)
+        {
+            response.CommitResults.Add(await commits);
+        }
         return response;
     }
 
     public override async Task<CommitResponse> Commit(CommitRequest request, ServerCallContext context)
     {
-        await Failpoints.HitAsync("volume.before-commit");
         var response = new CommitResponse();
-        response.Results.Add(await DecideAsync(request.TxIds, commit: true, context));
+        response.Results.Add(await CommitAllAsync(request.TxIds, context));
         return response;
+    }
+
+    private async Task<TxResult[]> CommitAllAsync(Google.Protobuf.Collections.RepeatedField<ByteString> ids, ServerCallContext context)
+    {
+        await Failpoints.HitAsync("volume.before-commit");
+        return await DecideAsync(ids, commit: true, context);
     }
 
     public override async Task<AbortResponse> Abort(AbortRequest request, ServerCallContext context)

@@ -178,8 +178,21 @@ internal sealed class VolumeBatcher
         }
         foreach (var rider in riders)
         {
-            _commit.EnqueueAsync(rider.Tx).ContinueWith(static (t, done) => ((TaskCompletionSource<ItemOutcome>)done!).TrySetResult(t.Result), rider.Done,
-                CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            _ = ForwardAsync(rider);
+        }
+    }
+
+    /// <summary>Sends one rider's commit in a Commit call and hands it the result, whatever happens (its writer holds the
+    /// key's lock until then).</summary>
+    private async Task ForwardAsync(Rider rider)
+    {
+        try
+        {
+            rider.Done.TrySetResult(await _commit.EnqueueAsync(rider.Tx));
+        }
+        catch (Exception e)
+        {
+            rider.Done.TrySetException(e);
         }
     }
 

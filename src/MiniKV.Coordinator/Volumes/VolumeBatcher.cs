@@ -22,6 +22,7 @@ internal sealed class VolumeBatcher
     private readonly CallCoalescer<PrepareItem, ItemOutcome> _prepare;
     private readonly CallCoalescer<ByteString, ItemOutcome> _commit;
     private readonly CallCoalescer<ByteString, ItemOutcome> _abort;
+    private static readonly List<Rider> NoRiders = [];
     private readonly Lock _ridersLock = new();
     private List<Rider> _riders = [];
     private int _preparesInFlight;
@@ -112,6 +113,10 @@ internal sealed class VolumeBatcher
         lock (_ridersLock)
         {
             _preparesInFlight++;
+            if (_riders.Count == 0)
+            {
+                return NoRiders;
+            }
             if (_riders.Count <= MaxItems)
             {
                 riders = _riders;

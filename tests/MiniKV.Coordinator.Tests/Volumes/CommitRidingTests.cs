@@ -1,12 +1,8 @@
 using System.Collections.Concurrent;
-using System.Net;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using MiniKV.Coordinator.Volumes;
 using MiniKV.Protocol.V1;
 
@@ -159,17 +155,9 @@ public sealed class CommitRidingTests : IAsyncLifetime, IDisposable
 
         public static async Task<GatedVolume> StartAsync()
         {
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "gated-volume" });
-            builder.Logging.ClearProviders();
-            ListenOptions? listen = null;
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, lo => { lo.Protocols = HttpProtocols.Http2; listen = lo; }));
-            builder.Services.AddGrpc();
             GatedVolume? self = null;
-            builder.Services.AddSingleton(_ => self!); // resolved at the first call, by when it is set
-            var app = builder.Build();
-            app.MapGrpcService<Service>();
-            await app.StartAsync();
-            var endPoint = listen!.IPEndPoint!.ToString();
+            // resolved at the first call, by when it is set
+            var (app, endPoint) = await GrpcTestHost.StartAsync<Service>("gated-volume", services => services.AddSingleton(_ => self!));
             self = new GatedVolume(app, new VolumeAddress("gated", endPoint, "http://" + endPoint));
             return self;
         }

@@ -1,12 +1,8 @@
 using System.IO.Hashing;
-using System.Net;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using MiniKV.Common;
 using MiniKV.Coordinator.Volumes;
 using MiniKV.Protocol.V1;
@@ -34,16 +30,7 @@ public sealed class FakeVolume : IAsyncDisposable
 
     public static async Task<FakeVolume> StartAsync(Behaviour behaviour)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "fake-volume" });
-        builder.Logging.ClearProviders();
-        ListenOptions? listen = null;
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, lo => { lo.Protocols = HttpProtocols.Http2; listen = lo; }));
-        builder.Services.AddGrpc();
-        builder.Services.AddSingleton(behaviour);
-        var app = builder.Build();
-        app.MapGrpcService<Service>();
-        await app.StartAsync();
-        var endPoint = listen!.IPEndPoint!.ToString();
+        var (app, endPoint) = await GrpcTestHost.StartAsync<Service>("fake-volume", services => services.AddSingleton(behaviour));
         return new FakeVolume(app, new VolumeAddress("fake", endPoint, "http://" + endPoint));
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Text;
+using System.Text.Unicode;
 using MiniKV.Storage;
 using MiniKV.Storage.Segments;
 
@@ -132,12 +133,20 @@ internal static class RaftLogRecord
                     new Guid(key.Slice(10, 16)),
                     value.ToArray());
                 return true;
-            case RaftRecordType.HardState when key.Length >= HardStateKeyPrefixSize && value.IsEmpty:
+            case RaftRecordType.HardState when key.Length >= HardStateKeyPrefixSize && key.Length <= HardStateKeyPrefixSize + MaxVoteLength && value.IsEmpty:
                 var vote = key[HardStateKeyPrefixSize..];
-                hardState = new HardState(
-                    BinaryPrimitives.ReadInt64LittleEndian(key[1..]),
-                    vote.IsEmpty ? null : Encoding.UTF8.GetString(vote),
-                    BinaryPrimitives.ReadInt64LittleEndian(key[9..]));
+                string? votedFor = null;
+                if (!vote.IsEmpty)
+                {
+                    // Only what EncodeHardState can write: strict UTF-8 (a lenient decode would turn bad bytes into
+                    // replacement characters, a node id that re-encodes longer than the record allows).
+                    if (!Utf8.IsValid(vote))
+                    {
+                        return false;
+                    }
+                    votedFor = Encoding.UTF8.GetString(vote);
+                }
+                hardState = new HardState(BinaryPrimitives.ReadInt64LittleEndian(key[1..]), votedFor, BinaryPrimitives.ReadInt64LittleEndian(key[9..]));
                 return true;
             default:
                 return false;

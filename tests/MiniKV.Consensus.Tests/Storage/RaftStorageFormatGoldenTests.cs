@@ -104,6 +104,24 @@ public class RaftStorageFormatGoldenTests
         Assert.False(RaftLogRecord.TryDecode(key, [], 1, out _, out _));
     }
 
+    /// <summary>Found by RaftLogFuzzTests (seed 1008819561): a damaged key length with recomputed CRCs gave a hard state
+    /// whose node id the log could not write back, and loading failed with an ArgumentException, not a storage error.</summary>
+    [Fact]
+    public void Hard_states_that_could_not_have_been_written_are_not_decoded()
+    {
+        static byte[] HardStateKey(byte[] vote)
+        {
+            var key = new byte[RaftLogRecord.HardStateKeyPrefixSize + vote.Length];
+            key[0] = (byte)RaftRecordType.HardState;
+            vote.CopyTo(key, RaftLogRecord.HardStateKeyPrefixSize);
+            return key;
+        }
+        Assert.True(RaftLogRecord.TryDecode(HardStateKey(Enumerable.Repeat((byte)'n', RaftLogRecord.MaxVoteLength).ToArray()), [], 0, out _, out var longest));
+        Assert.Equal(RaftLogRecord.MaxVoteLength, longest!.Value.VotedFor!.Length);
+        Assert.False(RaftLogRecord.TryDecode(HardStateKey(Enumerable.Repeat((byte)'n', RaftLogRecord.MaxVoteLength + 1).ToArray()), [], 0, out _, out _));
+        Assert.False(RaftLogRecord.TryDecode(HardStateKey([0x6e, 0xff, 0xfe]), [], 0, out _, out _)); // not UTF-8
+    }
+
     [Fact]
     public void Snapshot_metadata_bytes_are_frozen()
     {

@@ -110,6 +110,9 @@ public sealed partial class RaftNode
 
     public IReadOnlyCollection<string> Voters => _voters;
 
+    /// <summary>The index of the membership in force; it changes whenever <see cref="Voters"/> or <see cref="Learners"/> do.</summary>
+    public long ConfIndex => _confIndex;
+
     public IReadOnlyCollection<string> Learners => _learners;
 
     /// <summary>The entry at <paramref name="index"/> if it is in memory (not compacted, not beyond the end).</summary>

@@ -133,7 +133,7 @@ public sealed partial class RaftHost
         if (c.Change.Kind != ConfChangeKind.Remove && c.Change.Address.Length > 0 && c.Change.NodeId != NodeId)
         {
             // Reach the new member at once so it can catch up before the change even commits.
-            _addresses[c.Change.NodeId] = c.Change.Address;
+            SetAddress(c.Change.NodeId, c.Change.Address);
             _transport.SetPeerAddress(c.Change.NodeId, c.Change.Address);
         }
 
@@ -478,7 +478,7 @@ public sealed partial class RaftHost
     {
         if (change.Kind == ConfChangeKind.Remove)
         {
-            _addresses.Remove(change.NodeId);
+            RemoveAddress(change.NodeId);
             if (change.NodeId != NodeId)
             {
                 _transport.RemovePeer(change.NodeId);
@@ -486,7 +486,7 @@ public sealed partial class RaftHost
         }
         else if (change.Address.Length > 0)
         {
-            _addresses[change.NodeId] = change.Address;
+            SetAddress(change.NodeId, change.Address);
             if (change.NodeId != NodeId)
             {
                 _transport.SetPeerAddress(change.NodeId, change.Address);

@@ -25,6 +25,9 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
     private readonly Thread _thread;
     private readonly TaskCompletionSource<Exception?> _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, string> _addresses = new(StringComparer.Ordinal);
+    // Status's member list, rebuilt only when the membership (ConfIndex) or an address changes, not after every Ready.
+    private IReadOnlyList<(string NodeId, string Address, bool IsVoter)>? _members;
+    private long _membersConfIndex;
     private readonly AppliedRequestTable _applied;
     private volatile bool _stopping;
     private volatile Exception? _fault;
@@ -51,7 +54,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         _node = new RaftNode(options.ToNodeOptions(), state, options.InitialMembers);
         foreach (var (id, address) in options.PeerAddresses)
         {
-            _addresses[id] = address;
+            SetAddress(id, address);
             if (id != options.NodeId)
             {
                 transport.SetPeerAddress(id, address);
@@ -339,20 +342,38 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
 
     private RaftStatus BuildStatus()
     {
-        var members = new List<(string, string, bool)>();
-        foreach (var v in _node.Voters)
+        if (_members is null || _membersConfIndex != _node.ConfIndex)
         {
-            members.Add((v, _addresses.GetValueOrDefault(v, ""), true));
-        }
+            var members = new List<(string, string, bool)>();
+            foreach (var v in _node.Voters)
+            {
+                members.Add((v, _addresses.GetValueOrDefault(v, ""), true));
+            }
 
-        foreach (var l in _node.Learners)
-        {
-            members.Add((l, _addresses.GetValueOrDefault(l, ""), false));
+            foreach (var l in _node.Learners)
+            {
+                members.Add((l, _addresses.GetValueOrDefault(l, ""), false));
+            }
+
+            _members = members;
+            _membersConfIndex = _node.ConfIndex;
         }
 
         return new RaftStatus(NodeId, _node.Role, _node.Term, _node.Leader, _node.CommitIndex, _sm.AppliedIndex,
-            _node.LastIndex, _node.FirstIndex - 1, members, _syncs, _entriesPersisted, _deduplicated,
+            _node.LastIndex, _node.FirstIndex - 1, _members, _syncs, _entriesPersisted, _deduplicated,
             _node.LeaseReadsServed);
+    }
+
+    private void SetAddress(string id, string address)
+    {
+        _addresses[id] = address;
+        _members = null;
+    }
+
+    private void RemoveAddress(string id)
+    {
+        _addresses.Remove(id);
+        _members = null;
     }
 
     private sealed class ProposeInput(ReadOnlyMemory<byte> data, Guid requestId)

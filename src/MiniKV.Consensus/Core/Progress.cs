@@ -47,6 +47,9 @@ internal sealed class Progress
     /// <summary>The highest read-index sequence number this member has echoed in a heartbeat response.</summary>
     public long ReadAck { get; set; }
 
+    /// <summary>The highest commit index this member has been told (by an Append or a heartbeat) that it can use.</summary>
+    public long CommitSent { get; set; }
+
     public bool IsPaused => State switch
     {
         ProgressState.Probe => ProbeSent,

@@ -94,13 +94,12 @@ public sealed partial class RaftNode
                 break;
         }
 
-        if (MaybeCommit())
-        {
-            // Tell everyone the new commit index with the next Ready: one broadcast however many acks
-            // advanced it in between.
-            _needBroadcast = true;
-        }
-        else if (oldPaused)
+        // A new commit index is not broadcast on its own (etcd-raft sends every follower an empty Append for it):
+        // the next Append or heartbeat carries it. Under load that saves about one message each way per follower
+        // and proposal; when idle, followers apply up to a heartbeat interval later. A follower that asks for a
+        // read index is told at once (Respond), and so is everyone when the membership changes (ApplyConfEntry).
+        MaybeCommit();
+        if (oldPaused)
         {
             SendAppend(m.From, pr, sendIfEmpty: false);
         }
@@ -142,6 +141,21 @@ public sealed partial class RaftNode
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Tells every follower that has not heard the current commit index, with an empty Append when there are no
+    /// entries to carry it (<paramref name="to"/> limits this to one member).
+    /// </summary>
+    private void TellCommit(string? to = null)
+    {
+        foreach (var (id, pr) in _prs)
+        {
+            if (id != Id && (to is null || id == to) && pr.CommitSent < _log.Committed)
+            {
+                SendAppend(id, pr, sendIfEmpty: true);
+            }
+        }
     }
 
     private void BroadcastAppend()
@@ -196,6 +210,8 @@ public sealed partial class RaftNode
             Entries = entries,
             Commit = _log.Committed,
         });
+        // The follower commits up to the last index this Append vouches for, not beyond.
+        pr.CommitSent = Math.Max(pr.CommitSent, Math.Min(_log.Committed, prevIndex + entries.Count));
         switch (pr.State)
         {
             case ProgressState.Replicate when entries.Count > 0:
@@ -225,7 +241,9 @@ public sealed partial class RaftNode
             }
 
             // Never tell a follower a commit index beyond what it is known to hold.
-            Send(Msg(MessageType.Heartbeat, id) with { Commit = Math.Min(pr.Match, _log.Committed), Context = ctx });
+            long commit = Math.Min(pr.Match, _log.Committed);
+            Send(Msg(MessageType.Heartbeat, id) with { Commit = commit, Context = ctx });
+            pr.CommitSent = Math.Max(pr.CommitSent, commit);
         }
     }
 
@@ -311,6 +329,8 @@ public sealed partial class RaftNode
             return;
         }
 
+        // Membership changes are rare and a leader that removed itself is about to stop: tell the followers now.
+        TellCommit();
         if (!_voters.Contains(Id))
         {
             // A leader that removed itself stops leading once the change is applied.

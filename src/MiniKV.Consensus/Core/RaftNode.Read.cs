@@ -110,6 +110,8 @@ public sealed partial class RaftNode
         else
         {
             Send(Msg(MessageType.ReadIndexResponse, r.From) with { Index = r.Index, Context = r.Context });
+            // The follower waits to apply up to the read index: tell it the commit now rather than with the next heartbeat.
+            TellCommit(r.From);
         }
     }
 

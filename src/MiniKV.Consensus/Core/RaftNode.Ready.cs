@@ -77,9 +77,9 @@ public sealed partial class RaftNode
         {
             var last = rd.Entries[^1];
             _log.StableTo(last.Index, last.Term);
-            if (Role == RaftRole.Leader && _prs.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable) && MaybeCommit())
+            if (Role == RaftRole.Leader && _prs.TryGetValue(Id, out var self) && self.MaybeUpdate(_log.Stable))
             {
-                _needBroadcast = true;
+                MaybeCommit(); // followers learn it with the next Append or heartbeat (HandleAppendResponse)
             }
         }
 

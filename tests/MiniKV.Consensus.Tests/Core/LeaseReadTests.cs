@@ -195,4 +195,22 @@ public sealed class LeaseReadTests
         var options = new RaftNodeOptions { Id = "n1", LeaseReads = true, CheckQuorum = false };
         Assert.Throws<ArgumentException>(() => new RaftNode(options, new FakeRaftStorage().Load()));
     }
+
+    [Fact]
+    public void AFollowerReadAnsweredFromTheLeaseBringsTheCommitIndexWithIt()
+    {
+        var (c, leader) = ClusterWithLease();
+        long index = leader.Propose(B("x"), Guid.Empty);
+        c.Pump();
+        Assert.Equal(index, leader.CommitIndex);
+        Assert.DoesNotContain(c.Applied["n2"], e => e.Index == index); // not sent on its own
+
+        long served = leader.LeaseReadsServed;
+        Assert.True(c.Nodes["n2"].ReadIndex(B("r")));
+        c.Pump();
+        Assert.Equal(served + 1, leader.LeaseReadsServed);
+        Assert.Equal(index, Assert.Single(c.Reads["n2"]).Index);
+        Assert.Contains(c.Applied["n2"], e => e.Index == index);
+        Assert.DoesNotContain(c.Applied["n3"], e => e.Index == index);
+    }
 }

@@ -15,10 +15,50 @@ public sealed class RaftNodeTests
         long index = leader.Propose(B("x"), Guid.NewGuid());
         Assert.True(index > 0);
         c.Pump();
+        Assert.Contains(c.Applied["n1"], e => e.Index == index && e.Data.Span.SequenceEqual(B("x")));
+
+        // The followers learn the new commit index with the next Append or heartbeat (every 3 ticks here).
+        c.Tick(3);
         foreach (var id in c.Nodes.Keys)
         {
             Assert.Contains(c.Applied[id], e => e.Index == index && e.Data.Span.SequenceEqual(B("x")));
         }
+    }
+
+    [Fact]
+    public void ANewCommitIndexRidesOnTheNextAppendOrHeartbeatNotOnAnEmptyAppend()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        c.Tick(3);
+        c.Delivered.Clear();
+        var indexes = new List<long>();
+        for (int i = 0; i < 5; i++)
+        {
+            indexes.Add(leader.Propose(B($"p{i}"), Guid.Empty));
+            c.Pump();
+            Assert.Equal(indexes[^1], leader.CommitIndex);
+        }
+
+        // One Append per proposal and follower, each with its entry and the commit index of the one before.
+        var appends = c.Delivered.Where(m => m.Type == MessageType.Append).ToList();
+        Assert.Equal(10, appends.Count);
+        Assert.All(appends, m => Assert.Single(m.Entries));
+        Assert.All(appends, m => Assert.Equal(m.Index, m.Commit));
+        foreach (var follower in new[] { "n2", "n3" })
+        {
+            Assert.Equal(indexes[..4], c.Applied[follower].Where(e => e.Kind == EntryKind.Normal).Select(e => e.Index));
+        }
+
+        // When no Append follows, the next heartbeat carries the last commit index.
+        c.Tick(3);
+        Assert.Contains(c.Delivered, m => m.Type == MessageType.Heartbeat && m.Commit == indexes[^1]);
+        foreach (var follower in new[] { "n2", "n3" })
+        {
+            Assert.Equal(indexes, c.Applied[follower].Where(e => e.Kind == EntryKind.Normal).Select(e => e.Index));
+        }
+
+        Assert.DoesNotContain(c.Delivered, m => m.Type == MessageType.Append && m.Entries.Count == 0);
     }
 
     [Fact]
@@ -282,7 +322,7 @@ public sealed class RaftNodeTests
         Assert.NotNull(next);
         Assert.NotEqual("n1", next!.Id);
         long index = next.Propose(B("after"), Guid.Empty);
-        c.Pump();
+        c.Tick(3); // a follower learns the commit with the next heartbeat at the latest
         Assert.Contains(c.Applied["n4"], e => e.Index == index);
     }
 

@@ -11,6 +11,9 @@ namespace MiniKV.Coordinator.Server;
 /// </summary>
 public static class Conditions
 {
+    /// <summary>Whether the request has a condition at all; without one, <see cref="TryPin"/> does not look at the key's state.</summary>
+    public static bool Any(string? ifMatch, string? ifNoneMatch) => !string.IsNullOrWhiteSpace(ifMatch) || !string.IsNullOrWhiteSpace(ifNoneMatch);
+
     public static bool TryPin(string? ifMatch, string? ifNoneMatch, KeyRecord? current, out WriteCondition condition, out string etag)
     {
         condition = WriteCondition.None;

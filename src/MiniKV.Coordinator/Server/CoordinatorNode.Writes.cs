@@ -72,7 +72,9 @@ public sealed partial class CoordinatorNode
     /// <summary>The part of <see cref="PutAsync"/> under the key's lock; a committed write also returns its phase two.</summary>
     private async Task<(WriteResult Result, PhaseTwo? Next)> PutLockedAsync(PutRequest request, PipeReader body, long term, long phase, CancellationToken cancellationToken)
     {
-        var current = StateMachine.GetKey(request.Key);
+        // An unconditional PUT needs nothing of the key's current record here (the state machine reads it at the commit
+        // point anyway): skip the lookup.
+        var current = Conditions.Any(request.IfMatch, request.IfNoneMatch) ? StateMachine.GetKey(request.Key) : null;
         if (!Conditions.TryPin(request.IfMatch, request.IfNoneMatch, current, out var condition, out var etag))
         {
             return Failed(Problem.PreconditionFailed("the key's current ETag does not satisfy If-Match / If-None-Match; nothing was written"));

@@ -158,13 +158,18 @@ public sealed partial class RaftNode
         }
     }
 
+    /// <summary>
+    /// Sends the new entries to every follower. One that already has them all (an acknowledgement handled before this
+    /// Ready sent them) gets nothing: an empty Append would only carry the commit index, which waits for the next
+    /// Append or heartbeat. A follower in probe state still gets its probe, empty or not.
+    /// </summary>
     private void BroadcastAppend()
     {
         foreach (var (id, pr) in _prs)
         {
             if (id != Id)
             {
-                SendAppend(id, pr, sendIfEmpty: true);
+                SendAppend(id, pr, sendIfEmpty: pr.State != ProgressState.Replicate);
             }
         }
     }

@@ -62,6 +62,29 @@ public sealed class RaftNodeTests
     }
 
     [Fact]
+    public void AFollowerThatAnAcknowledgementAlreadySentTheNewEntriesGetsNoEmptyAppend()
+    {
+        var c = new ManualCluster(3);
+        var leader = c.Elect("n1");
+        c.Tick(3);
+        long first = leader.Propose(B("p1"), Guid.Empty);
+        var rd = leader.GetReady();
+        Assert.Equal(2, rd.Messages.Count(m => m.Type == MessageType.Append)); // p1 in flight to n2 and n3, not delivered
+        c.Storage["n1"].Append(rd.Entries);
+        c.Storage["n1"].Sync();
+        leader.Advance(rd);
+
+        // p2 is proposed, then n2's acknowledgement of p1 is handled before the next Ready: it sends n2 p2 at once.
+        long second = leader.Propose(B("p2"), Guid.Empty);
+        leader.Step(new Message { Type = MessageType.AppendResponse, From = "n2", To = "n1", Term = leader.Term, Index = first });
+        rd = leader.GetReady();
+        var toN2 = rd.Messages.Where(m => m.To == "n2" && m.Type == MessageType.Append).ToList();
+        Assert.Equal(second, Assert.Single(Assert.Single(toN2).Entries).Index);
+        var toN3 = rd.Messages.Where(m => m.To == "n3" && m.Type == MessageType.Append).ToList();
+        Assert.Equal(second, Assert.Single(Assert.Single(toN3).Entries).Index);
+    }
+
+    [Fact]
     public void ProposalsBeforeOneReadyGoOutInOneAppendPerFollower()
     {
         var c = new ManualCluster(3);

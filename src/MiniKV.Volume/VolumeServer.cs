@@ -118,6 +118,7 @@ public sealed class VolumeServer : IAsyncDisposable
             builder.Services.AddSingleton(node);
             builder.Services.AddSingleton(metrics);
             builder.Services.AddSingleton(peers);
+            builder.Services.AddSingleton<CallRecorder>();
             builder.Services.AddGrpc(o =>
             {
                 o.Interceptors.Add<ErrorInterceptor>();

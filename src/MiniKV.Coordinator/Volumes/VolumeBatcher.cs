@@ -9,7 +9,8 @@ namespace MiniKV.Coordinator.Volumes;
 /// Abort call per batch (see <see cref="CallCoalescer{TItem, TResult}"/>). A commit that arrives while a
 /// PrepareBatch is in flight waits and rides on the next PrepareBatch (commit_tx_ids) when one is queued, else
 /// it leaves in a Commit call as soon as the one in flight is answered: under load a commit costs no call of
-/// its own, and when idle it waits for nothing. Thread-safety: safe from any thread.
+/// its own, and when idle it waits for nothing. The calls travel as messages on one Batches stream
+/// (<see cref="BatchStream"/>), or one by one to a volume that predates it. Thread-safety: safe from any thread.
 /// </summary>
 internal sealed class VolumeBatcher
 {
@@ -22,6 +23,7 @@ internal sealed class VolumeBatcher
     private readonly CallCoalescer<PrepareItem, ItemOutcome> _prepare;
     private readonly CallCoalescer<ByteString, ItemOutcome> _commit;
     private readonly CallCoalescer<ByteString, ItemOutcome> _abort;
+    private readonly BatchStream _stream;
     private static readonly List<Rider> NoRiders = [];
     private readonly Lock _ridersLock = new();
     private List<Rider> _riders = [];
@@ -31,6 +33,7 @@ internal sealed class VolumeBatcher
     public VolumeBatcher(VolumeAddress volume, VolumeClientPool pool, TimeSpan callTimeout, int maxInFlight)
     {
         Volume = volume;
+        _stream = new BatchStream(volume, pool, callTimeout);
         ItemOutcome Failed(Exception e) => new(e switch
         {
             RpcException rpc => ReplicaError.FromRpc(rpc, volume),
@@ -46,7 +49,8 @@ internal sealed class VolumeBatcher
             PrepareBatchResponse response;
             try
             {
-                response = await pool.Client(volume.GrpcAddress).PrepareBatchAsync(request, deadline: DateTime.UtcNow + callTimeout);
+                response = await CallAsync(new BatchCall { Prepare = request }, static r => r.Prepare,
+                    () => pool.Client(volume.GrpcAddress).PrepareBatchAsync(request, deadline: DateTime.UtcNow + callTimeout));
             }
             catch
             {
@@ -71,7 +75,8 @@ internal sealed class VolumeBatcher
         {
             var request = new CommitRequest();
             request.TxIds.Add(ids);
-            var response = await pool.Client(volume.GrpcAddress).CommitAsync(request, deadline: DateTime.UtcNow + callTimeout);
+            var response = await CallAsync(new BatchCall { Commit = request }, static r => r.Commit,
+                () => pool.Client(volume.GrpcAddress).CommitAsync(request, deadline: DateTime.UtcNow + callTimeout));
             return Decisions(response.Results, volume);
         }, Failed, static _ => 0, MaxItems, long.MaxValue, maxInFlight);
 
@@ -79,7 +84,8 @@ internal sealed class VolumeBatcher
         {
             var request = new AbortRequest();
             request.TxIds.Add(ids);
-            var response = await pool.Client(volume.GrpcAddress).AbortAsync(request, deadline: DateTime.UtcNow + callTimeout);
+            var response = await CallAsync(new BatchCall { Abort = request }, static r => r.Abort,
+                () => pool.Client(volume.GrpcAddress).AbortAsync(request, deadline: DateTime.UtcNow + callTimeout));
             return Decisions(response.Results, volume);
         }, Failed, static _ => 0, MaxItems, long.MaxValue, maxInFlight);
     }
@@ -201,7 +207,31 @@ internal sealed class VolumeBatcher
         }
     }
 
-    public Task CompleteAsync() => Task.WhenAll(_prepare.Complete(), _commit.Complete(), _abort.Complete());
+    public async Task CompleteAsync()
+    {
+        await Task.WhenAll(_prepare.Complete(), _commit.Complete(), _abort.Complete());
+        _stream.Close();
+    }
+
+    /// <summary>One batched call: on the volume's Batches stream, or as a call of its own to a volume without one.</summary>
+    private async Task<TResponse> CallAsync<TResponse>(BatchCall call, Func<BatchReply, TResponse?> answer, Func<AsyncUnaryCall<TResponse>> unary)
+        where TResponse : class
+    {
+        if (!_stream.Unsupported)
+        {
+            try
+            {
+                var reply = await _stream.CallAsync(call);
+                return answer(reply) ?? throw new RpcException(new Status(StatusCode.Internal,
+                    $"volume {Volume.Id} answered a {call.CallCase} call with a {reply.ReplyCase} reply"));
+            }
+            catch (NotSupportedException)
+            {
+                // an older volume: calls of their own from now on
+            }
+        }
+        return await unary();
+    }
 
     private static ItemOutcome[] Decisions(Google.Protobuf.Collections.RepeatedField<TxResult> results, VolumeAddress volume)
     {

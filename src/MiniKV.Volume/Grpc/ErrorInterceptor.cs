@@ -1,17 +1,15 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
-using MiniKV.Volume.Errors;
-using MiniKV.Volume.Metrics;
 
 namespace MiniKV.Volume.Grpc;
 
 /// <summary>
-/// The one place where gRPC calls' failures become statuses (through <see cref="ErrorMap"/>), and where every
-/// call is counted and timed for /metrics. The status carries the error's snake_case name in the
+/// Turns a failed call's exception into its status and counts and times every call (<see cref="CallRecorder"/>).
+/// The status carries the error's snake_case name in the
 /// <c>minikv-error</c> trailer so callers can branch on it without parsing messages.
 /// </summary>
-internal sealed class ErrorInterceptor(MetricsRegistry metrics, ILogger<ErrorInterceptor> logger) : Interceptor
+internal sealed class ErrorInterceptor(CallRecorder calls) : Interceptor
 {
     public const string ErrorTrailer = "minikv-error";
 
@@ -78,33 +76,17 @@ internal sealed class ErrorInterceptor(MetricsRegistry metrics, ILogger<ErrorInt
 
     private RpcException Map(Exception e, ServerCallContext context, long started)
     {
+        var method = MethodName(context.Method);
         if (e is RpcException rpc)
         {
-            Record(context, started, rpc.StatusCode);
+            calls.Record(method, started, rpc.StatusCode);
             return rpc;
         }
-        var (error, message) = ErrorMap.Classify(e, context.CancellationToken.IsCancellationRequested);
-        var code = ErrorMap.GrpcCode(error);
-        if (code is StatusCode.Internal or StatusCode.DataLoss or StatusCode.ResourceExhausted)
-        {
-            Log.CallFailed(logger, e, context.Method, message);
-        }
-        else
-        {
-            Log.CallRejected(logger, context.Method, code.ToString(), message);
-        }
-        Record(context, started, code);
-        return new RpcException(new Status(code, message), new Metadata { { ErrorTrailer, ErrorMap.Name(error) } }, message);
+        var (code, error, message) = calls.Fail(e, method, context.CancellationToken.IsCancellationRequested, started);
+        return new RpcException(new Status(code, message), new Metadata { { ErrorTrailer, error } }, message);
     }
 
-    private void Record(ServerCallContext context, long started, StatusCode code)
-    {
-        var method = MethodName(context.Method);
-        metrics.Increment("minikv_volume_grpc_requests_total", "gRPC calls served, by method and status code.",
-            MetricsRegistry.Labels(("method", method), ("code", code.ToString())));
-        metrics.Observe("minikv_volume_grpc_request_duration_seconds", "gRPC call latency, by method.",
-            MetricsRegistry.Labels(("method", method)), Stopwatch.GetElapsedTime(started).TotalSeconds);
-    }
+    private void Record(ServerCallContext context, long started, StatusCode code) => calls.Record(MethodName(context.Method), started, code);
 
     private static string MethodName(string fullName)
     {

@@ -15,13 +15,17 @@ namespace MiniKV.Volume.Grpc;
 /// <see cref="VolumeException"/> and mapped to statuses by <see cref="ErrorInterceptor"/>; batched calls answer
 /// each item with an <see cref="ItemStatus"/> built from the same table.
 /// </summary>
-internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Protocol.V1.Volume.VolumeBase
+internal sealed class VolumeService(VolumeNode node, PeerChannels peers, CallRecorder calls) : Protocol.V1.Volume.VolumeBase
 {
     private const int ReadChunk = 256 << 10;
     private const int SmallValue = 64 << 10;
     private const int MaxBatchItems = 4096;
     private const int DefaultListLimit = 1000;
     private const int MaxListLimit = 10_000;
+
+    /// <summary>Calls of one Batches stream handled at once; the stream is not read further until one ends. A
+    /// coordinator keeps at most one call of each kind in flight, so this only bounds a misbehaving caller.</summary>
+    private const int MaxBatchCallsInFlight = 16;
 
     private BlobStore Store => node.Store;
 
@@ -140,6 +144,81 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers) : Proto
             response.CommitResults.Add(await commits);
         }
         return response;
+    }
+
+    public override async Task Batches(IAsyncStreamReader<BatchCall> requestStream, IServerStreamWriter<BatchReply> responseStream, ServerCallContext context)
+    {
+        var writing = new SemaphoreSlim(1, 1); // a stream takes one write at a time; replies finish in any order
+        var running = new List<Task>(MaxBatchCallsInFlight);
+        try
+        {
+            while (await requestStream.MoveNext(context.CancellationToken))
+            {
+                running.RemoveAll(static t => t.IsCompleted);
+                if (running.Count >= MaxBatchCallsInFlight)
+                {
+                    await Task.WhenAny(running);
+                    running.RemoveAll(static t => t.IsCompleted);
+                }
+                running.Add(AnswerAsync(requestStream.Current, responseStream, writing, context));
+            }
+        }
+        finally
+        {
+            // Calls already taken off the stream still run to their end (a prepare is either staged or not, never half).
+            await Task.WhenAll(running);
+        }
+    }
+
+    /// <summary>Handles one call of a Batches stream as its own call would be handled, and writes its reply.</summary>
+    private async Task AnswerAsync(BatchCall call, IServerStreamWriter<BatchReply> replies, SemaphoreSlim writing, ServerCallContext context)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var reply = new BatchReply { Id = call.Id };
+        var method = call.CallCase switch
+        {
+            BatchCall.CallOneofCase.Prepare => nameof(PrepareBatch),
+            BatchCall.CallOneofCase.Commit => nameof(Commit),
+            BatchCall.CallOneofCase.Abort => nameof(Abort),
+            _ => nameof(Batches),
+        };
+        try
+        {
+            switch (call.CallCase)
+            {
+                case BatchCall.CallOneofCase.Prepare:
+                    reply.Prepare = await PrepareBatch(call.Prepare, context);
+                    break;
+                case BatchCall.CallOneofCase.Commit:
+                    reply.Commit = await Commit(call.Commit, context);
+                    break;
+                case BatchCall.CallOneofCase.Abort:
+                    reply.Abort = await Abort(call.Abort, context);
+                    break;
+                default:
+                    throw new VolumeException(VolumeError.InvalidArgument, "a BatchCall carries none of prepare, commit or abort");
+            }
+            calls.Record(method, started, StatusCode.OK);
+        }
+        catch (Exception e)
+        {
+            var (code, error, message) = calls.Fail(e, method, context.CancellationToken.IsCancellationRequested, started);
+            reply.Error = new ItemStatus { Code = (int)code, Error = error, Message = message };
+        }
+        await writing.WaitAsync();
+        try
+        {
+            await replies.WriteAsync(reply);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or OperationCanceledException)
+        {
+            // The caller went away: it fails its calls in flight and asks again (decisions are idempotent, and an
+            // unanswered prepare is aborted or asked about through TransactionOutcome).
+        }
+        finally
+        {
+            writing.Release();
+        }
     }
 
     public override async Task<CommitResponse> Commit(CommitRequest request, ServerCallContext context)

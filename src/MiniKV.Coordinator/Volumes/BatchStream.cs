@@ -15,6 +15,9 @@ namespace MiniKV.Coordinator.Volumes;
 /// </summary>
 internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, TimeSpan callTimeout)
 {
+    /// <summary>How long a failed write waits for the reading loop to learn the call's status.</summary>
+    private static readonly TimeSpan StatusGrace = TimeSpan.FromSeconds(2);
+
     private readonly Lock _lock = new();
     private Connection? _open;
     private volatile bool _unsupported;
@@ -44,22 +47,7 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
         {
             throw Rethrow(failed); // broke after Connect handed it out; its loop may have drained the table already
         }
-        try
-        {
-            await connection.Writing.WaitAsync();
-            try
-            {
-                await connection.Call.RequestStream.WriteAsync(call);
-            }
-            finally
-            {
-                connection.Writing.Release();
-            }
-        }
-        catch (Exception e)
-        {
-            Break(connection, EndedWith(connection, e));
-        }
+        _ = SendAsync(connection, call);
         BatchReply reply;
         try
         {
@@ -121,7 +109,7 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
             // No deadline: the stream lives as long as the volume and this coordinator do; each call has its own timeout.
             var connection = new Connection(pool.Client(volume.GrpcAddress).Batches());
             _open = connection;
-            _ = ReadAsync(connection);
+            connection.Reading = ReadAsync(connection);
             return connection;
         }
     }
@@ -154,20 +142,29 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
         Break(connection, failure);
     }
 
-    /// <summary>Why a write failed: the call's own status when it is over (UNIMPLEMENTED from an older volume, say).</summary>
-    private RpcException EndedWith(Connection connection, Exception e)
+    /// <summary>
+    /// Writes a call to the stream. A write fails once the call is over, often before the reading loop has its status;
+    /// that status is what the calls must fail with (UNIMPLEMENTED from an older volume makes the caller fall back),
+    /// so the loop gets a moment to report it before the stream is broken with the write's own error.
+    /// </summary>
+    private async Task SendAsync(Connection connection, BatchCall call)
     {
-        if (e is RpcException rpc)
-        {
-            return rpc;
-        }
         try
         {
-            return new RpcException(connection.Call.GetStatus(), connection.Call.GetTrailers());
+            await connection.Writing.WaitAsync();
+            try
+            {
+                await connection.Call.RequestStream.WriteAsync(call);
+            }
+            finally
+            {
+                connection.Writing.Release();
+            }
         }
-        catch (InvalidOperationException)
+        catch (Exception e)
         {
-            return new RpcException(new Status(StatusCode.Unavailable, $"volume {volume.Id}: the batch stream broke: {e.Message}"));
+            await Task.WhenAny(connection.Reading, Task.Delay(StatusGrace));
+            Break(connection, e as RpcException ?? new RpcException(new Status(StatusCode.Unavailable, $"volume {volume.Id}: the batch stream broke: {e.Message}")));
         }
     }
 
@@ -201,6 +198,7 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
         public AsyncDuplexStreamingCall<BatchCall, BatchReply> Call { get; } = call;
         public ConcurrentDictionary<ulong, TaskCompletionSource<BatchReply>> Pending { get; } = new();
         public SemaphoreSlim Writing { get; } = new(1, 1);
+        public Task Reading { get; set; } = Task.CompletedTask;
         public volatile RpcException? Failure;
     }
 }

@@ -285,7 +285,10 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
                     var wait = _nextTick - _clock.Elapsed;
                     if (wait > TimeSpan.Zero)
                     {
-                        _wake.Wait(wait);
+                        // Whole milliseconds, rounded up (ticks are never early): a TimeSpan wait truncates to whole
+                        // milliseconds, so the last one before every tick was a zero wait, a busy loop (about 5 % of
+                        // this machine's CPU under load, in a profile of three coordinators).
+                        _wake.Wait(WaitMilliseconds(wait));
                     }
                 }
             }
@@ -302,6 +305,9 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
             _stopped.TrySetResult(_fault);
         }
     }
+
+    /// <summary>A wait of at least <paramref name="wait"/> in the whole milliseconds an event wait takes.</summary>
+    internal static int WaitMilliseconds(TimeSpan wait) => (int)Math.Ceiling(wait.TotalMilliseconds);
 
     private void FailEverything(Exception? e)
     {

@@ -146,6 +146,19 @@ public sealed class RaftHostTests : IAsyncLifetime
         Assert.True(leader.Status.Syncs < 500, $"leader synced {leader.Status.Syncs} times for 500 proposals");
     }
 
+    [Theory]
+    [InlineData(0.001, 1)]
+    [InlineData(0.999, 1)]
+    [InlineData(1.0, 1)]
+    [InlineData(1.2, 2)]
+    [InlineData(9.5, 10)]
+    public void TheWaitForTheNextTickRoundsUpToWholeMillisecondsAndIsNeverZero(double milliseconds, int expected)
+    {
+        // An event wait takes whole milliseconds; a TimeSpan under one truncated to a zero wait, and the Raft thread
+        // spun through the last millisecond before every tick.
+        Assert.Equal(expected, RaftHost.WaitMilliseconds(TimeSpan.FromMilliseconds(milliseconds)));
+    }
+
     [Fact]
     public async Task FollowerSaysNotLeaderWithAHint()
     {

@@ -102,7 +102,7 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_open is { Failure: null } open)
+            if (_open is { } open) // Break clears it under this lock
             {
                 return open;
             }
@@ -137,7 +137,7 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
         }
         catch (Exception e)
         {
-            failure = new RpcException(new Status(StatusCode.Unavailable, $"volume {volume.Id}: the batch stream broke: {e.Message}"));
+            failure = Broke(e);
         }
         Break(connection, failure);
     }
@@ -164,9 +164,11 @@ internal sealed class BatchStream(VolumeAddress volume, VolumeClientPool pool, T
         catch (Exception e)
         {
             await Task.WhenAny(connection.Reading, Task.Delay(StatusGrace));
-            Break(connection, e as RpcException ?? new RpcException(new Status(StatusCode.Unavailable, $"volume {volume.Id}: the batch stream broke: {e.Message}")));
+            Break(connection, e as RpcException ?? Broke(e));
         }
     }
+
+    private RpcException Broke(Exception e) => new(new Status(StatusCode.Unavailable, $"volume {volume.Id}: the batch stream broke: {e.Message}"));
 
     /// <summary>Marks the stream broken (a later call opens a new one) and fails every call still waiting on it.</summary>
     private void Break(Connection connection, RpcException failure)

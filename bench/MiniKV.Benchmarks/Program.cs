@@ -9,5 +9,5 @@ if (args.Length > 0 && args[0] == "storage-report")
 {
     return await StorageReport.RunAsync(args[1..]);
 }
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create(args));
+BenchmarkSwitcher.FromAssembly(typeof(BenchConfig).Assembly).Run(args, BenchConfig.Create(args));
 return 0;

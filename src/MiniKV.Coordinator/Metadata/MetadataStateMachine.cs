@@ -27,17 +27,12 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     private static readonly byte[] CoordinatorPrefix = "coord/"u8.ToArray();
     private static readonly byte[] RebalanceKey = "rebalance"u8.ToArray();
 
-    /// <summary>Key records the apply path keeps (<see cref="RecentKeyRecords"/>): about 20 MB at most; a larger hot
-    /// set reads RocksDB for the rest.</summary>
-    public const int DefaultRecentKeys = 1 << 16;
-
     private static byte[] CoordinatorKey(string id) => [.. CoordinatorPrefix, .. Encoding.UTF8.GetBytes(id)];
 
     private readonly string _root;
     private readonly string _dbPath;
     private readonly ReaderWriterLockSlim _swap = new(LockRecursionPolicy.NoRecursion);
     private readonly Lock _applyLock = new();
-    private readonly RecentKeyRecords _recent;
     private Handles _h = null!;
     private long _appliedIndex;
     private long _lastVersion;
@@ -47,11 +42,9 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
 
     private sealed record Handles(RocksDb Db, ColumnFamilyHandle Keys, ColumnFamilyHandle Volumes, ColumnFamilyHandle Shards, ColumnFamilyHandle Transactions, ColumnFamilyHandle Meta);
 
-    /// <summary>Opens (or creates) the metadata under <paramref name="directory"/> (the coordinator's --db);
-    /// <paramref name="recentKeys"/> bounds the apply path's cache of key records (0: none).</summary>
-    public MetadataStateMachine(string directory, int recentKeys = DefaultRecentKeys)
+    /// <summary>Opens (or creates) the metadata under <paramref name="directory"/> (the coordinator's --db).</summary>
+    public MetadataStateMachine(string directory)
     {
-        _recent = new RecentKeyRecords(recentKeys);
         _root = Path.GetFullPath(directory);
         _dbPath = Path.Combine(_root, "metadata");
         Directory.CreateDirectory(_root);
@@ -74,7 +67,9 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         // (with an entry per version they were most of the apply thread's RocksDB time). What it costs: an
         // iterator is not a point-in-time view while entries are applied (a listing page may show a newer record
         // of a key than its neighbours; pages never were one snapshot anyway), and memtable writes must come from
-        // one thread at a time, which Apply's lock already ensures.
+        // one thread at a time, which Apply's lock already ensures. The meta family gets the same for the applied index
+        // and last version every Apply rewrites: with an entry per Apply its memtable grew by two entries a call, and
+        // those inserts made a 12-write Apply about a third slower (MetadataApplyBenchmarks).
         var options = new DbOptions().SetCreateIfMissing(true).SetCreateMissingColumnFamilies(true).SetAllowConcurrentMemtableWrite(false);
         var families = new ColumnFamilies
         {
@@ -82,7 +77,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             { VolumesFamily, new ColumnFamilyOptions() },
             { ShardsFamily, new ColumnFamilyOptions() },
             { TransactionsFamily, new ColumnFamilyOptions() },
-            { MetaFamily, new ColumnFamilyOptions() },
+            { MetaFamily, new ColumnFamilyOptions().SetInplaceUpdateSupport(true) },
         };
         var db = RocksDb.Open(options, _dbPath, families);
         _h = new Handles(db, db.GetColumnFamily(KeysFamily), db.GetColumnFamily(VolumesFamily), db.GetColumnFamily(ShardsFamily),
@@ -206,10 +201,6 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             batch.Put(AppliedIndexKey, BitConverter.GetBytes(newIndex), h.Meta);
             batch.Put(LastVersionKey, BitConverter.GetBytes(lastVersion), h.Meta);
             h.Db.Write(batch);
-            foreach (var (key, record) in pending)
-            {
-                _recent.Remember(key, record);
-            }
             Volatile.Write(ref _lastVersion, (long)lastVersion);
             if (registryChanged)
             {
@@ -222,14 +213,17 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         return results;
     }
 
-    private WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
+    private static WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
     {
         var outcomes = new WriteOutcome[command.Writes.Count];
         var sameTerm = command.Term == entry.Term;
         for (var i = 0; i < command.Writes.Count; i++)
         {
             var write = command.Writes[i];
-            var current = CurrentRecord(h, pending, write.Key);
+            if (!pending.TryGetValue(write.Key, out var current))
+            {
+                current = ReadKey(h, write.Key);
+            }
             var status = !sameTerm ? WriteStatus.Conflict : Check(write, current);
             if (status == WriteStatus.Applied && write.Kind == WriteKind.Put && current != null && write.Version <= current.Version)
             {
@@ -261,13 +255,16 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     }
 
     /// <summary>Each relocation applies only while its key is still at the copied version (a racing write wins).</summary>
-    private RelocateResult ApplyRelocations(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, RelocateKeysCommand command)
+    private static RelocateResult ApplyRelocations(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, RelocateKeysCommand command)
     {
         var applied = new bool[command.Relocations.Count];
         for (var i = 0; i < applied.Length; i++)
         {
             var move = command.Relocations[i];
-            var current = CurrentRecord(h, pending, move.Key);
+            if (!pending.TryGetValue(move.Key, out var current))
+            {
+                current = ReadKey(h, move.Key);
+            }
             if (current == null || current.Version != move.Version || move.Volumes.Count == 0)
             {
                 continue;
@@ -278,18 +275,6 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             applied[i] = true;
         }
         return new RelocateResult(applied);
-    }
-
-    /// <summary>The key's record as of the entries applied so far, this call's included (<paramref name="pending"/>).</summary>
-    private KeyRecord? CurrentRecord(Handles h, Dictionary<byte[], KeyRecord?> pending, byte[] key)
-    {
-        if (pending.TryGetValue(key, out var record) || _recent.TryGet(key, out record))
-        {
-            return record;
-        }
-        record = ReadKey(h, key);
-        _recent.Remember(key, record);
-        return record;
     }
 
     private static WriteStatus Check(KeyWrite write, KeyRecord? current) => write.Condition switch
@@ -368,7 +353,6 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
                 Directory.Move(restoring, _dbPath);
                 Directory.Delete(old, recursive: true);
                 Open();
-                _recent.Clear();
                 if (AppliedIndex != index)
                 {
                     throw new CommandFormatException($"the snapshot holds applied index {AppliedIndex}, not the {index} it was sent as");

@@ -321,53 +321,6 @@ public class MetadataStateMachineTests
     }
 
     [Fact]
-    public void Writes_after_a_restore_see_the_restored_records_not_the_ones_applied_before_it()
-    {
-        using var dir = new TempDirectory();
-        using var sm = new MetadataStateMachine(dir.Sub("a"));
-        sm.Apply([Batch(1, Put("k", 1), Put("gone", 2))]);
-        using var snapshot = sm.CreateSnapshot();
-        // Applied after the snapshot, so held as the keys' current records; the restore must forget them.
-        sm.Apply([Batch(2, Put("k", 5), Delete("gone"), Put("new", 6))]);
-
-        using (var stream = snapshot.OpenRead())
-        {
-            sm.RestoreSnapshot(1, stream);
-        }
-        var results = Outcomes(sm.Apply([Batch(2,
-            Put("k", 3, WriteCondition.IfMatch, "00000001"),
-            Put("gone", 4, WriteCondition.IfMatchAny),
-            Put("new", 7, WriteCondition.IfNoneMatchAny))])[0]);
-
-        Assert.Equal([WriteStatus.Applied, WriteStatus.Applied, WriteStatus.Applied], results.Select(r => r.Status));
-        Assert.Equal([1ul, 2ul, 0ul], results.Select(r => r.Previous?.Version ?? 0));
-        Assert.Equal(3ul, sm.GetKey(K("k"))!.Version);
-    }
-
-    [Fact]
-    public void Recent_records_keep_the_newest_state_of_each_key_and_drop_what_two_rotations_left_unused()
-    {
-        var recent = new RecentKeyRecords(capacity: 4); // generations of 2
-        var a1 = new KeyRecord(K("a"), 1, 1, 1, "", 0, ["v1"], false, Guid.NewGuid());
-        var a2 = a1 with { Version = 2 };
-        recent.Remember(K("a"), a1);
-        recent.Remember(K("b"), null);   // full: {a1, b} becomes the previous generation
-        recent.Remember(K("a"), a2);     // newer than the copy in the previous generation
-        Assert.True(recent.TryGet(K("a"), out var a));
-        Assert.Same(a2, a);
-        Assert.True(recent.TryGet(K("b"), out var b)); // moved forward: {a2, b} is full and becomes the previous one
-        Assert.Null(b);
-        recent.Remember(K("c"), null);
-        Assert.True(recent.TryGet(K("a"), out a));     // moved forward again: {c, a2} becomes the previous one
-        Assert.Same(a2, a);
-        Assert.False(recent.TryGet(K("b"), out _));    // two rotations without a use: dropped
-        Assert.True(recent.TryGet(K("c"), out _));
-
-        recent.Clear();
-        Assert.False(recent.TryGet(K("a"), out _));
-    }
-
-    [Fact]
     public void Key_replicas_change_only_while_the_key_is_at_the_copied_version()
     {
         using var dir = new TempDirectory();

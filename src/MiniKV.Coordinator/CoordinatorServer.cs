@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using MiniKV.Common;
 using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Server;
 
@@ -228,6 +229,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private static void RegisterGauges(CoordinatorNode node)
     {
         var m = node.Metrics;
+        foreach (var family in RuntimeMetrics.Families)
+        {
+            m.Add(family);
+        }
         m.Gauge("minikv_coord_raft_term", "The current Raft term.", () => [("", node.Consensus.Leader.Term)]);
         m.Gauge("minikv_coord_raft_is_leader", "1 while this node leads.", () => [("", node.Consensus.Leader.IsLeader ? 1 : 0)]);
         m.Gauge("minikv_coord_raft_applied_index", "The last log index applied to the metadata.", () => [("", node.StateMachine.AppliedIndex)]);

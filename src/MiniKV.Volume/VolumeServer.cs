@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using MiniKV.Common;
 using MiniKV.Storage;
 using MiniKV.Volume.Cluster;
 using MiniKV.Volume.Grpc;
@@ -233,6 +234,10 @@ public sealed class VolumeServer : IAsyncDisposable
     {
         var m = node.Metrics;
         var store = node.Store;
+        foreach (var family in RuntimeMetrics.Families)
+        {
+            m.AddCallback(family.Name, family.Help, family.Type, family.Read);
+        }
         m.AddGauge("minikv_volume_keys", "Live keys held.", () => store.GetStats().Keys);
         m.AddGauge("minikv_volume_live_bytes", "Bytes of live records.", () => store.GetStats().LiveBytes);
         m.AddGauge("minikv_volume_disk_bytes", "Bytes of all segment files.", () => store.GetStats().DiskBytes);

@@ -239,6 +239,8 @@ public sealed class HttpTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Matches(@"minikv_volume_fsyncs_total [1-9]", metrics);
         Assert.Contains("minikv_volume_corrupt_records_total 0", metrics, StringComparison.Ordinal);
         Assert.Contains("minikv_volume_compaction_runs_total", metrics, StringComparison.Ordinal);
+        Assert.Matches(@"dotnet_gc_collections_total\{generation=""0""\} \d", metrics);
+        Assert.Matches(@"dotnet_jit_compiled_methods_total [1-9]", metrics);
 
         using var status = JsonDocument.Parse(await _v.Http.GetStringAsync("/admin/status"));
         Assert.Equal("vol-test", status.RootElement.GetProperty("id").GetString());

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
+using MiniKV.Common;
 
 namespace MiniKV.Coordinator.Server;
 
@@ -15,7 +16,7 @@ public sealed class CoordinatorMetrics
     private readonly ConcurrentDictionary<string, Histogram> _latency = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long[]> _counters = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Histogram> _phases = new(StringComparer.Ordinal);
-    private readonly List<(string Name, string Help, Func<IEnumerable<(string Labels, double Value)>> Read)> _gauges = [];
+    private readonly List<MetricFamily> _gauges = [];
 
     private sealed class Histogram
     {
@@ -51,11 +52,15 @@ public sealed class CoordinatorMetrics
 
     public long Counter(string nameWithLabels) => _counters.TryGetValue(nameWithLabels, out var c) ? Interlocked.Read(ref c[0]) : 0;
 
-    public void Gauge(string name, string help, Func<IEnumerable<(string Labels, double Value)>> read)
+    /// <summary>Registers a gauge read at each scrape; labels in braces (<c>{kind="rounds"}</c>) or empty.</summary>
+    public void Gauge(string name, string help, Func<IEnumerable<(string Labels, double Value)>> read) => Add(new MetricFamily(name, help, "gauge", read));
+
+    /// <summary>Registers a family read at each scrape (e.g. <see cref="RuntimeMetrics"/>'s); labels without braces are braced.</summary>
+    public void Add(MetricFamily family)
     {
         lock (_gauges)
         {
-            _gauges.Add((name, help, read));
+            _gauges.Add(family);
         }
     }
 
@@ -95,13 +100,22 @@ public sealed class CoordinatorMetrics
         }
         lock (_gauges)
         {
-            foreach (var (name, help, read) in _gauges)
+            foreach (var (name, help, type, read) in _gauges)
             {
                 text.Append("# HELP ").Append(name).Append(' ').AppendLine(help);
-                text.Append("# TYPE ").Append(name).AppendLine(" gauge");
+                text.Append("# TYPE ").Append(name).Append(' ').AppendLine(type);
                 foreach (var (labels, value) in read())
                 {
-                    text.Append(name).Append(labels).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+                    text.Append(name);
+                    if (labels.Length > 0 && labels[0] != '{')
+                    {
+                        text.Append('{').Append(labels).Append('}');
+                    }
+                    else
+                    {
+                        text.Append(labels);
+                    }
+                    text.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
                 }
             }
         }

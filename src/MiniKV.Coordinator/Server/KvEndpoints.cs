@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.IO.Pipelines;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using MiniKV.Common;
@@ -23,6 +24,12 @@ internal static class KvEndpoints
 
     /// <summary>How long a follower waits for a leader to be known before answering 503 (a few election timeouts).</summary>
     private static readonly TimeSpan LeaderWait = TimeSpan.FromSeconds(2);
+
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? _answerBuffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? _answerJson;
 
     public static void Map(WebApplication app, CoordinatorNode node, IRequestForwarder? forwarder)
     {
@@ -161,29 +168,37 @@ internal static class KvEndpoints
         response.StatusCode = StatusCodes.Status201Created;
         response.Headers.ETag = "\"" + record.ETag + "\"";
         response.Headers.Location = "/kv/" + KeyRules.EncodePath(key);
-        await WriteJsonAsync(response, PutAnswer(key, record));
+        await WritePutAnswerAsync(response, key, record);
     }
 
-    /// <summary>The body of a PUT's 201: key, version, size, etag, replicas.</summary>
-    private static byte[] PutAnswer(byte[] key, KeyRecord record)
+    /// <summary>
+    /// Writes a PUT's 201 body (key, version, size, etag, replicas) with its Content-Length. The JSON is built in this
+    /// thread's reusable buffer and copied into the response pipe before anything awaits, so the buffer is free again
+    /// when this returns: no per-PUT buffer, writer or array for the hottest answer.
+    /// </summary>
+    private static ValueTask<FlushResult> WritePutAnswerAsync(HttpResponse response, byte[] key, KeyRecord record)
     {
-        var buffer = new ArrayBufferWriter<byte>(128 + key.Length);
-        using (var json = new Utf8JsonWriter(buffer))
+        var buffer = _answerBuffer ??= new ArrayBufferWriter<byte>(256);
+        buffer.ResetWrittenCount();
+        var json = _answerJson ??= new Utf8JsonWriter(buffer);
+        json.Reset(buffer);
+        json.WriteStartObject();
+        json.WriteString("key", KeyRules.Display(key));
+        json.WriteNumber("version", record.Version);
+        json.WriteNumber("size", record.Size);
+        json.WriteString("etag", record.ETag);
+        json.WriteStartArray("replicas");
+        foreach (var volume in record.Volumes)
         {
-            json.WriteStartObject();
-            json.WriteString("key", KeyRules.Display(key));
-            json.WriteNumber("version", record.Version);
-            json.WriteNumber("size", record.Size);
-            json.WriteString("etag", record.ETag);
-            json.WriteStartArray("replicas");
-            foreach (var volume in record.Volumes)
-            {
-                json.WriteStringValue(volume);
-            }
-            json.WriteEndArray();
-            json.WriteEndObject();
+            json.WriteStringValue(volume);
         }
-        return buffer.WrittenSpan.ToArray();
+        json.WriteEndArray();
+        json.WriteEndObject();
+        json.Flush();
+        response.ContentType = "application/json";
+        response.ContentLength = buffer.WrittenCount;
+        response.BodyWriter.Write(buffer.WrittenSpan);
+        return response.BodyWriter.FlushAsync();
     }
 
     /// <summary>Writes a whole JSON body with its Content-Length, so Kestrel sends headers and body together rather than

@@ -49,7 +49,7 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         _storage = storage;
         _transport = transport;
         _sm = stateMachine;
-        _applied = new AppliedRequestTable(options.DedupWindow);
+        _applied = new AppliedRequestTable(options.DedupWindow, options.DedupResultWindow);
         var state = storage.Load();
         _node = new RaftNode(options.ToNodeOptions(), state, options.InitialMembers);
         foreach (var (id, address) in options.PeerAddresses)

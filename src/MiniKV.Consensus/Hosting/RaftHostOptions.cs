@@ -49,8 +49,15 @@ public sealed class RaftHostOptions
     /// <summary>Take a state machine snapshot and compact the log every this many applied entries.</summary>
     public int SnapshotEveryEntries { get; init; } = 20_000;
 
-    /// <summary>How many applied request ids (with their results) are remembered for deduplication, at least (up to twice as many).</summary>
+    /// <summary>How many applied request ids are remembered for deduplication, at least (up to twice as many).</summary>
     public int DedupWindow { get; init; } = 100_000;
+
+    /// <summary>
+    /// Of those, how many keep the state machine's result for a retry to receive, at least (up to twice as many); a retry
+    /// of an older id gets its index and a null result, as after a restart. Results are object graphs: held for the
+    /// whole <see cref="DedupWindow"/> they made every applied entry survive into the oldest GC generation.
+    /// </summary>
+    public int DedupResultWindow { get; init; } = 1_024;
 
     /// <summary>How long a ReadBarrier or a transfer waits before answering false.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(2);

@@ -88,12 +88,22 @@ public sealed class VolumeHarness : IAsyncDisposable
         {
             header.ExpectedSize = value.Length;
         }
-        await call.RequestStream.WriteAsync(new PrepareRequest { Header = header });
-        for (var offset = 0; offset < value.Length; offset += chunk)
+        try
         {
-            await call.RequestStream.WriteAsync(new PrepareRequest { Chunk = ByteString.CopyFrom(value, offset, Math.Min(chunk, value.Length - offset)) });
+            await call.RequestStream.WriteAsync(new PrepareRequest { Header = header });
+            for (var offset = 0; offset < value.Length; offset += chunk)
+            {
+                await call.RequestStream.WriteAsync(new PrepareRequest { Chunk = ByteString.CopyFrom(value, offset, Math.Min(chunk, value.Length - offset)) });
+            }
+            await call.RequestStream.CompleteAsync();
         }
-        await call.RequestStream.CompleteAsync();
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            // The volume may answer (say AlreadyExists) before it has read the whole stream; a write after that fails
+            // as Cancelled, and the call's own status is the answer, as the coordinator's PrepareStream reads it.
+            await call.ResponseAsync;
+            throw;
+        }
         return await call;
     }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime;
 
 namespace MiniKV.Common;
@@ -17,7 +16,7 @@ public static class RuntimeMetrics
     public static IReadOnlyList<MetricFamily> Families { get; } =
     [
         new("process_cpu_seconds_total", "User and system CPU time of this process.", "counter",
-            () => [("", Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds)]),
+            () => [("", Environment.CpuUsage.TotalTime.TotalSeconds)]),
         new("process_resident_memory_bytes", "Resident set size of this process.", "gauge",
             () => [("", Environment.WorkingSet)]),
         new("dotnet_gc_collections_total", "Garbage collections by generation (a collection of generation N counts in every generation up to N).", "counter",

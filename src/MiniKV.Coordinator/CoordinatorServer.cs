@@ -241,24 +241,24 @@ public sealed class CoordinatorServer : IAsyncDisposable
         m.Gauge("minikv_coord_client_read_barriers", "ReadIndex rounds for client reads, and the reads they served, since start.", () =>
         {
             var (rounds, reads) = node.ReadBarrierCounters;
-            return [("{kind=\"rounds\"}", rounds), ("{kind=\"reads\"}", reads)];
+            return [("kind=\"rounds\"", rounds), ("kind=\"reads\"", reads)];
         });
         if (node.Volumes is Wiring.VolumeOperations operations)
         {
             m.Gauge("minikv_coord_value_cache_lookups", "Small-value cache lookups by result, since start (values too large to cache are not counted).", () =>
             {
                 var (hits, misses) = operations.CacheCounters;
-                return [("{result=\"hit\"}", hits), ("{result=\"miss\"}", misses)];
+                return [("result=\"hit\"", hits), ("result=\"miss\"", misses)];
             });
             m.Gauge("minikv_coord_volume_batches", "Batched calls to volumes by kind, the items (transactions) they carried, and the commits that rode on PrepareBatch calls, since start.", () =>
             {
                 var c = operations.BatchCounters;
                 return
                 [
-                    ("{kind=\"prepare\",count=\"calls\"}", c.PrepareCalls), ("{kind=\"prepare\",count=\"items\"}", c.PrepareItems),
-                    ("{kind=\"commit\",count=\"calls\"}", c.CommitCalls), ("{kind=\"commit\",count=\"items\"}", c.CommitItems),
-                    ("{kind=\"commit\",count=\"carried_by_prepare\"}", c.CarriedCommits),
-                    ("{kind=\"abort\",count=\"calls\"}", c.AbortCalls), ("{kind=\"abort\",count=\"items\"}", c.AbortItems),
+                    ("kind=\"prepare\",count=\"calls\"", c.PrepareCalls), ("kind=\"prepare\",count=\"items\"", c.PrepareItems),
+                    ("kind=\"commit\",count=\"calls\"", c.CommitCalls), ("kind=\"commit\",count=\"items\"", c.CommitItems),
+                    ("kind=\"commit\",count=\"carried_by_prepare\"", c.CarriedCommits),
+                    ("kind=\"abort\",count=\"calls\"", c.AbortCalls), ("kind=\"abort\",count=\"items\"", c.AbortItems),
                 ];
             });
         }

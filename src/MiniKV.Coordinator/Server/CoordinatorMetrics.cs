@@ -52,10 +52,10 @@ public sealed class CoordinatorMetrics
 
     public long Counter(string nameWithLabels) => _counters.TryGetValue(nameWithLabels, out var c) ? Interlocked.Read(ref c[0]) : 0;
 
-    /// <summary>Registers a gauge read at each scrape; labels in braces (<c>{kind="rounds"}</c>) or empty.</summary>
+    /// <summary>Registers a gauge read at each scrape; labels without braces (<c>kind="rounds"</c>) or empty.</summary>
     public void Gauge(string name, string help, Func<IEnumerable<(string Labels, double Value)>> read) => Add(new MetricFamily(name, help, "gauge", read));
 
-    /// <summary>Registers a family read at each scrape (e.g. <see cref="RuntimeMetrics"/>'s); labels without braces are braced.</summary>
+    /// <summary>Registers a family read at each scrape (e.g. <see cref="RuntimeMetrics"/>'s).</summary>
     public void Add(MetricFamily family)
     {
         lock (_gauges)
@@ -107,13 +107,9 @@ public sealed class CoordinatorMetrics
                 foreach (var (labels, value) in read())
                 {
                     text.Append(name);
-                    if (labels.Length > 0 && labels[0] != '{')
+                    if (labels.Length > 0)
                     {
                         text.Append('{').Append(labels).Append('}');
-                    }
-                    else
-                    {
-                        text.Append(labels);
                     }
                     text.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
                 }

@@ -16,7 +16,7 @@ public class CoordinatorMetricsTests
         {
             metrics.Add(family);
         }
-        metrics.Gauge("minikv_coord_client_read_barriers", "help", () => [("{kind=\"rounds\"}", 3)]);
+        metrics.Gauge("minikv_coord_client_read_barriers", "help", () => [("kind=\"rounds\"", 3)]);
 
         var before = Gen0Collections(metrics.Render());
         GC.Collect(0, GCCollectionMode.Forced, blocking: true);

@@ -269,7 +269,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             {
                 counts[v.State switch { Metadata.Commands.VolumeState.Up => "up", Metadata.Commands.VolumeState.Down => "down", _ => "draining" }]++;
             }
-            return counts.Select(c => ($"{{state=\"{c.Key}\"}}", (double)c.Value));
+            return counts.Select(c => ($"state=\"{c.Key}\"", (double)c.Value));
         });
     }
 }

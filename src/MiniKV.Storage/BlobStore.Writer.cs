@@ -24,6 +24,8 @@ public sealed partial class BlobStore
     private int _leaderActive;
     private Segment _active = null!;
     private IStorageFile? _wal;
+    // Zeros ahead of the WAL's records, so its fsync per batch commits no size change (AppendReserve).
+    private AppendReserve? _walReserve;
     private string? _walPath;
     private long _walLength;
     private long _walNumber;
@@ -252,6 +254,7 @@ public sealed partial class BlobStore
         {
             _active.File.Write(segmentLength, records);
             _wal?.Write(_walLength, records);
+            _walReserve?.AfterAppend(_walLength + records.Length);
         }
         catch (StorageException)
         {
@@ -259,7 +262,7 @@ public sealed partial class BlobStore
             try
             {
                 _active.File.SetLength(segmentLength);
-                _wal?.SetLength(_walLength);
+                _walReserve?.Trim(_walLength);
             }
             catch (Exception e)
             {
@@ -399,6 +402,7 @@ public sealed partial class BlobStore
         var oldPath = _walPath;
         _wal?.Dispose();
         _wal = file;
+        _walReserve = new AppendReserve(file, WalFile.HeaderSize);
         _walPath = path;
         _walLength = WalFile.HeaderSize;
         if (oldPath != null)
@@ -457,6 +461,7 @@ public sealed partial class BlobStore
             {
                 _wal?.Dispose();
                 _wal = null;
+                _walReserve = null;
             }
         }
     }

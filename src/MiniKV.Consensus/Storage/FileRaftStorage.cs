@@ -9,7 +9,10 @@ namespace MiniKV.Consensus.Storage;
 /// The Raft log and hard state in a directory: numbered segment files of <see cref="RaftLogRecord"/>s, appended
 /// only, and <see cref="SnapshotMetadataFile"/>. Entries and hard states go into one in-memory buffer that
 /// <see cref="Sync"/> writes with one write and one fsync of the active segment, so the driver's group commit
-/// costs one fdatasync however many entries and hard-state changes it carries (docs/consensus-io.md).
+/// costs one fdatasync however many entries and hard-state changes it carries (docs/consensus-io.md). The active
+/// segment is kept zero-filled a step past its records (<see cref="AppendReserve"/>), so that fsync has no file size or
+/// block allocation to commit; a segment is cut back to its records when it is sealed, and <see cref="Load"/> cuts the
+/// last one where its records end, as at a torn tail.
 /// <para>
 /// A conflicting suffix is replaced by appending the new entries: on <see cref="Load"/>, an entry whose index is
 /// already present drops it and everything after it, so there is no in-place truncation to order against later
@@ -33,6 +36,7 @@ public sealed class FileRaftStorage : IRaftStorage
     // Rolled-over segments written since the last Sync: fsynced, then closed, by the next Sync.
     private readonly List<IStorageFile> _sealedUnsynced = [];
     private IStorageFile? _active;
+    private AppendReserve? _reserve;
     private long _activeLength;
     private bool _activeDirty;
     private bool _directoryDirty;
@@ -399,15 +403,11 @@ public sealed class FileRaftStorage : IRaftStorage
     private void Roll()
     {
         WriteBuffer();
-        if (_activeDirty)
-        {
-            _sealedUnsynced.Add(_active!);
-            _activeDirty = false;
-        }
-        else
-        {
-            _active!.Dispose();
-        }
+        // A sealed segment ends at its last record: Load reads damage before the end of any segment but the last as
+        // the end of the whole log. The cut is fsynced (with the segment) before the next segment's first sync.
+        _reserve!.Trim(_activeLength);
+        _sealedUnsynced.Add(_active!);
+        _activeDirty = false;
         _active = null;
         CreateSegment(_segments[^1].Number + 1);
     }
@@ -420,6 +420,7 @@ public sealed class FileRaftStorage : IRaftStorage
             _fs.DeleteFile(segment.Path); // an empty or orphaned file from a run that never synced it
         }
         _active = _fs.Open(segment.Path, OpenMode.CreateNew);
+        _reserve = new AppendReserve(_active, 0);
         _activeLength = 0;
         _segments.Add(segment);
         _directoryDirty = true;
@@ -441,6 +442,7 @@ public sealed class FileRaftStorage : IRaftStorage
         }
         _active!.Write(_activeLength, _buffer.AsSpan(0, _buffered));
         _activeLength += _buffered;
+        _reserve!.AfterAppend(_activeLength);
         _buffered = 0;
         _activeDirty = true;
     }

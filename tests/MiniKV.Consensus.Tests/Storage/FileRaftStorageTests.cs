@@ -71,12 +71,47 @@ public sealed class FileRaftStorageTests : IDisposable
         storage.SetHardState(new HardState(1, "a", 0));
         storage.SetHardState(new HardState(1, "a", 256));
         var segment = Path.Combine(Dir, FileRaftStorage.SegmentFileName(1));
-        var before = fs.ReadAllBytes(segment).Length;
         Assert.Equal(0, fs.GetPendingByteCount(segment)); // nothing written before Sync
         storage.Sync();
         Assert.Equal(flushes + 1, fs.FlushCount);
         Assert.Equal(directorySyncs, fs.SyncDirectoryCount);
-        Assert.Equal((256 * (32 + 26 + 100)) + 32 + 17 + 1, fs.ReadAllBytes(segment).Length - before);
+        // The first hard state, the 256 entries and the new hard state, then only the reserved zeros.
+        var recordsEnd = (32 + 17) + (256 * (32 + 26 + 100)) + 32 + 17 + 1;
+        var bytes = fs.ReadAllBytes(segment);
+        Assert.Equal(4096 + AppendReserve.Step, bytes.Length); // reserved after the first hard state, a step ahead
+        Assert.Equal(-1, bytes.AsSpan(recordsEnd).IndexOfAnyExcept((byte)0));
+        Assert.NotEqual(0, bytes[recordsEnd - 1] | bytes[recordsEnd - 2] | bytes[recordsEnd - 3] | bytes[recordsEnd - 4]); // the last record's CRC
+    }
+
+    [Fact]
+    public void Sealed_segments_end_at_their_last_record_and_the_active_one_is_cut_there_on_load()
+    {
+        var fs = new FaultyFileSystem();
+        var random = new Random(5);
+        var entries = MakeEntries(1, 1, 60, random, maxData: 400);
+        using (var storage = Open(fs, segmentSize: 4096))
+        {
+            storage.Load();
+            for (var i = 0; i < entries.Count; i += 10)
+            {
+                storage.Append(entries.GetRange(i, 10));
+                storage.Sync();
+            }
+            Assert.True(storage.SegmentCount >= 3, $"{storage.SegmentCount} segments");
+        }
+        var segments = fs.ListFiles(Dir).Where(n => n.EndsWith(FileRaftStorage.SegmentExtension, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        foreach (var name in segments[..^1])
+        {
+            var bytes = fs.ReadAllBytes(Path.Combine(Dir, name));
+            Assert.True(bytes.Length < 8192, $"{name}: {bytes.Length} bytes"); // no reserve left behind
+            Assert.NotEqual(0, bytes[^1] | bytes[^2] | bytes[^3] | bytes[^4]);
+        }
+        var active = Path.Combine(Dir, segments[^1]);
+        Assert.True(fs.ReadAllBytes(active).Length > AppendReserve.Step);
+
+        using var reopened = Open(fs, segmentSize: 4096);
+        AssertLog(entries, reopened.Load().Entries);
+        Assert.True(fs.ReadAllBytes(active).Length < 8192); // cut at its last record
     }
 
     [Fact]

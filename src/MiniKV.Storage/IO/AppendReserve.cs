@@ -3,10 +3,10 @@ namespace MiniKV.Storage.IO;
 /// <summary>
 /// Keeps the space just past an append-only log's end written with zeros ahead of the appends, <see cref="Step"/>
 /// bytes at a time, so that an append overwrites blocks the file already has, inside its size. The fsync after such
-/// an append then has only data to write: no size change and no block allocation, so no journal commit. On this
-/// machine's ext4, 13 KB appends each followed by fsync cost 100–130 µs of CPU per append growing the file and 50–70 µs
-/// over zeros written beforehand (docs/benchmarks.md, "Logs appended over zeros"). The zeros cost one extra write of
-/// each step, and the fsync that first covers a step pays the allocation once for all its appends.
+/// an append then writes the data and at most the inode's timestamps: no new size, no block allocation, no bitmap or
+/// extent blocks. On this machine's ext4, a 13 KB append followed by fsync costs 100–130 µs of CPU when it grows the
+/// file and 50–70 µs over zeros written beforehand (docs/benchmarks.md, "Logs appended over zeros"). The zeros cost
+/// one extra write of each step, and the fsync that first covers a step pays the allocation once for all its appends.
 /// <para>
 /// A reader scanning such a file meets zeros after the last record: not a record (its magic is not zero), so the
 /// scan stops there as at a torn tail, which every log reader here already treats as its end. A file that is sealed

@@ -238,6 +238,9 @@ public sealed partial class RaftHost : IConsensus, IRaftMessageHandler, IAsyncDi
         _wake.Set();
     }
 
+    // Called once and looping for the host's life, it would stay in tier-0 code (seen in perf: 0.4-1.5 % of a
+    // coordinator's samples in its own unoptimized frame); compiled optimized at once instead.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Run()
     {
         var tick = _opts.TickInterval;

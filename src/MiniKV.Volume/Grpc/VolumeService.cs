@@ -79,8 +79,8 @@ internal sealed class VolumeService(VolumeNode node, PeerChannels peers, CallRec
         {
             throw new VolumeException(VolumeError.InvalidArgument, $"a PrepareBatch holds at most {MaxBatchItems} items; this one has {request.Items.Count}");
         }
-        // Commits of earlier transactions ride along; they go to the store before this batch's values, so both
-        // share its group commit.
+        // Commits of earlier transactions ride along. They reach the store first and, being lazy (see DecideAsync),
+        // are written without an fsync of their own: this batch's fsync, right after, makes them durable too.
         var commits = request.CommitTxIds.Count > 0 ? CommitAllAsync(request.CommitTxIds, context) : null;
         var results = new PrepareItemResult[request.Items.Count];
         var staged = new List<StagedValue>(request.Items.Count);

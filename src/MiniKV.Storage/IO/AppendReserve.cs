@@ -4,8 +4,8 @@ namespace MiniKV.Storage.IO;
 /// Keeps the space just past an append-only log's end written with zeros ahead of the appends, <see cref="Step"/>
 /// bytes at a time, so that an append overwrites blocks the file already has, inside its size. The fsync after such
 /// an append then writes the data and at most the inode's timestamps: no new size, no block allocation, no bitmap or
-/// extent blocks. On this machine's ext4, a 13 KB append followed by fsync costs 100–130 µs of CPU when it grows the
-/// file and 50–70 µs over zeros written beforehand (docs/benchmarks.md, "Logs appended over zeros"). The zeros cost
+/// extent blocks. On this machine's ext4, a 13 KB append followed by fsync costs 87–103 µs of CPU when it grows the
+/// file and 50–77 µs over zeros written beforehand (docs/benchmarks.md, "Logs appended over zeros"). The zeros cost
 /// one extra write of each step, and the fsync that first covers a step pays the allocation once for all its appends.
 /// <para>
 /// A reader scanning such a file meets zeros after the last record: not a record (its magic is not zero), so the

@@ -7,13 +7,19 @@ public sealed class AppendReserveTests
 {
     private const string PathName = "/reserve/log";
 
-    [Fact]
-    public void Zeros_follow_the_records_a_step_ahead_and_appends_inside_them_write_nothing_more()
+    private static (FaultyFileSystem Fs, IStorageFile File, AppendReserve Reserve) NewLog()
     {
         var fs = new FaultyFileSystem();
         fs.CreateDirectory("/reserve");
-        using var file = fs.Open(PathName, OpenMode.CreateNew);
-        var reserve = new AppendReserve(file, 0);
+        var file = fs.Open(PathName, OpenMode.CreateNew);
+        return (fs, file, new AppendReserve(file, 0));
+    }
+
+    [Fact]
+    public void Zeros_follow_the_records_a_step_ahead_and_appends_inside_them_write_nothing_more()
+    {
+        var (fs, file, reserve) = NewLog();
+        using var _ = file;
 
         file.Write(0, new byte[] { 1, 2, 3 });
         reserve.AfterAppend(3);
@@ -38,10 +44,8 @@ public sealed class AppendReserveTests
     [Fact]
     public void Trim_cuts_the_file_back_to_its_records()
     {
-        var fs = new FaultyFileSystem();
-        fs.CreateDirectory("/reserve");
-        using var file = fs.Open(PathName, OpenMode.CreateNew);
-        var reserve = new AppendReserve(file, 0);
+        var (fs, file, reserve) = NewLog();
+        using var _ = file;
         file.Write(0, new byte[100]);
         reserve.AfterAppend(100);
         reserve.Trim(100);

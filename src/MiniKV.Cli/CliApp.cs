@@ -109,8 +109,8 @@ internal sealed class GlobalOptions
             : throw new UsageException($"{source}: {error}");
     }
 
-    public MiniKVClient CreateClient(ParseResult parsed, CliConsole console, int maxConnectionsPerServer = int.MaxValue) =>
-        new(new MiniKVClientOptions { Coordinators = ResolveCoordinators(parsed, console), MaxConnectionsPerServer = maxConnectionsPerServer });
+    public MiniKVClient CreateClient(ParseResult parsed, CliConsole console, int maxConnectionsPerServer = int.MaxValue, bool http2 = false) =>
+        new(new MiniKVClientOptions { Coordinators = ResolveCoordinators(parsed, console), MaxConnectionsPerServer = maxConnectionsPerServer, Http2 = http2 });
 }
 
 /// <summary>A command line that parsed but makes no sense (bad URL, bad size); exit status 2.</summary>

@@ -29,6 +29,8 @@ public sealed partial class MiniKVClient
             }
             tried.Add(baseUrl);
             var request = build(baseUrl);
+            request.Version = _http.DefaultRequestVersion; // SendAsync does not apply the client's defaults
+            request.VersionPolicy = _http.DefaultVersionPolicy;
             using var deadline = timeout ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken) : null;
             deadline?.CancelAfter(_requestTimeout);
             try

@@ -68,8 +68,14 @@ public sealed partial class MiniKVClient : IDisposable
             UseProxy = false,
             UseCookies = false,
             Expect100ContinueTimeout = TimeSpan.FromSeconds(1),
+            EnableMultipleHttp2Connections = true,
         };
-        _http = new HttpClient(handler, disposeHandler: true) { Timeout = Timeout.InfiniteTimeSpan };
+        _http = new HttpClient(handler, disposeHandler: true)
+        {
+            Timeout = Timeout.InfiniteTimeSpan,
+            DefaultRequestVersion = options.Http2 ? HttpVersion.Version20 : HttpVersion.Version11,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact, // cleartext HTTP/2 has no negotiation to fall back by
+        };
     }
 
     /// <summary>A client of the given coordinators with default settings.</summary>

@@ -18,6 +18,13 @@ public sealed record MiniKVClientOptions
     /// <summary>Connections per coordinator in the pool (a closed-loop benchmark wants one per worker).</summary>
     public int MaxConnectionsPerServer { get; init; } = int.MaxValue;
 
+    /// <summary>
+    /// Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1: concurrent requests share one connection per
+    /// coordinator (more only past its stream limit), so the coordinator reads and answers many of them per socket call.
+    /// Coordinators accept both on their --bind port. <see cref="MaxConnectionsPerServer"/> still caps connections.
+    /// </summary>
+    public bool Http2 { get; init; }
+
     /// <summary>For tests: replaces the pooled <see cref="SocketsHttpHandler"/>. The client disposes it.</summary>
     internal HttpMessageHandler? Handler { get; init; }
 

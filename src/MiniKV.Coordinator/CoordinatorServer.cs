@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using MiniKV.Common;
+using MiniKV.Coordinator.Http;
 using MiniKV.Coordinator.Metadata;
 using MiniKV.Coordinator.Server;
 
@@ -92,7 +93,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 k.Limits.MaxRequestBodySize = null; // --max-value-size is enforced by the write path, streaming
                 k.Listen(bind, lo =>
                 {
-                    lo.Protocols = HttpProtocols.Http1;
+                    PriorKnowledgeHttp2.Use(k, lo); // HTTP/1.1, and HTTP/2 for clients that open with its preface
                     httpListen = lo;
                 });
                 k.Listen(grpc, lo =>

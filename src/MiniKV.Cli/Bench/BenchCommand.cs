@@ -8,8 +8,8 @@ namespace MiniKV.Cli.Bench;
 
 /// <summary>
 /// <c>minikv bench</c>: a closed-loop load (defaults like SeaweedFS's <c>weed benchmark</c>: 1 KiB values, 16
-/// concurrent clients) against minikv, or with <c>--target etcd</c> against etcd's HTTP/JSON gateway with the same
-/// loop, so bench/scripts/benchmark.sh can put the two side by side.
+/// concurrent clients) against minikv, or with <c>--target etcd</c> against etcd (its HTTP/JSON gateway, or with
+/// <c>--http2</c> its gRPC API) with the same loop, so bench/scripts/benchmark.sh can put the two side by side.
 /// </summary>
 internal static class BenchCommand
 {
@@ -46,12 +46,13 @@ internal static class BenchCommand
         var preload = new Option<bool?>("--preload") { Description = "Write every key once before measuring (default: when the mix has reads)", HelpName = "true|false", Arity = ArgumentArity.ZeroOrOne };
         var keyPrefix = new Option<string>("--key-prefix") { Description = "Prefix of the benchmark's keys", DefaultValueFactory = _ => "bench/", HelpName = "P" };
         var seed = new Option<int?>("--seed") { Description = "Seed of the key and operation choice (default: random, printed)", HelpName = "N" };
+        var http2 = new Option<bool>("--http2") { Description = "HTTP/2, the clients sharing one connection: minikv with prior knowledge (h2c), etcd through its gRPC API; default HTTP/1.1 with a connection per client (etcd: its JSON gateway)" };
         var json = new Option<bool>("--json") { Description = "Print the result as one JSON object (for scripts)" };
         var operations = new Option<long?>("--ops") { Description = "Run exactly N operations instead of --duration (no warmup), e.g. --ops 1 --value-size 1GiB", HelpName = "N" };
         operations.Check(value => value is < 1 ? "--ops must be at least 1" : null);
         var command = new Command("bench", "Closed-loop load: prints ops/s and p50/p90/p95/p99/p999 latency per operation")
         {
-            target, etcd, concurrency, valueSize, mix, duration, warmup, operations, keys, consistency, preload, keyPrefix, seed, json,
+            target, etcd, concurrency, valueSize, mix, duration, warmup, operations, keys, consistency, preload, keyPrefix, seed, http2, json,
         };
         concurrency.Check(value => value is < 1 or > 10_000 ? "--concurrency must be between 1 and 10000" : null);
         keys.Check(value => value < 1 ? "--keys must be at least 1" : null);
@@ -76,10 +77,11 @@ internal static class BenchCommand
                 KeyPrefix = parsed.GetValue(keyPrefix)!,
                 Seed = parsed.GetValue(seed) ?? Random.Shared.Next(),
                 Preload = parsed.GetValue(preload) ?? readPercent > 0,
+                Http2 = parsed.GetValue(http2),
             };
             using var load = CreateTarget(settings, global, parsed, console, parsed.GetValue(etcd)!);
             await console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"bench {load.Name}: concurrency {settings.Concurrency}, value {Format(settings.ValueSize)}, read:write {settings.MixText}, {settings.Keys} keys, {(settings.Stale ? "stale" : "linearizable")} reads, {(settings.Operations is { } ops ? ops + " operations" : $"{settings.Warmup.TotalSeconds:0.#} s warmup + {settings.Duration.TotalSeconds:0.#} s")}, seed {settings.Seed}"));
+                $"bench {load.Name}: concurrency {settings.Concurrency}, value {Format(settings.ValueSize)}, read:write {settings.MixText}, {settings.Keys} keys, {(settings.Stale ? "stale" : "linearizable")} reads, {settings.Protocol}, {(settings.Operations is { } ops ? ops + " operations" : $"{settings.Warmup.TotalSeconds:0.#} s warmup + {settings.Duration.TotalSeconds:0.#} s")}, seed {settings.Seed}"));
             if (settings.Preload)
             {
                 await console.Error.WriteLineAsync($"bench {load.Name}: preloading {settings.Keys} keys");
@@ -122,9 +124,11 @@ internal static class BenchCommand
             {
                 value[i] = pattern[i % pattern.Length];
             }
-            return new EtcdBenchTarget(endpoint, settings.Concurrency, settings.KeyPrefix, value, settings.Stale);
+            return settings.Http2
+                ? new EtcdGrpcBenchTarget(endpoint, settings.KeyPrefix, value, settings.Stale)
+                : new EtcdBenchTarget(endpoint, settings.Concurrency, settings.KeyPrefix, value, settings.Stale);
         }
-        var client = global.CreateClient(parsed, console, maxConnectionsPerServer: settings.Concurrency);
+        var client = global.CreateClient(parsed, console, maxConnectionsPerServer: settings.Concurrency, http2: settings.Http2);
         return new MiniKVBenchTarget(client, settings.KeyPrefix, pattern, settings.ValueSize, settings.Stale);
     }
 
@@ -174,6 +178,7 @@ internal static class BenchCommand
             ["value_size"] = settings.ValueSize,
             ["read_percent"] = settings.ReadPercent,
             ["consistency"] = settings.Stale ? "stale" : "linearizable",
+            ["protocol"] = settings.Protocol,
             ["keys"] = settings.Keys,
             ["seed"] = settings.Seed,
             ["measured_s"] = Math.Round(seconds, 3),

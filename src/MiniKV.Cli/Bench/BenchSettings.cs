@@ -33,6 +33,18 @@ internal sealed record BenchSettings
     /// <summary>Write every key once before measuring (so reads find them); default: when the mix has reads.</summary>
     public bool Preload { get; init; }
 
+    /// <summary>HTTP/2 on one shared connection (minikv h2c, etcd gRPC) instead of an HTTP/1.1 connection per client (etcd: JSON gateway).</summary>
+    public bool Http2 { get; init; }
+
+    /// <summary>How the load travels, for the header and JSON.</summary>
+    public string Protocol => (Target, Http2) switch
+    {
+        ("etcd", true) => "grpc",
+        ("etcd", false) => "http/1.1 json gateway",
+        (_, true) => "http/2",
+        _ => "http/1.1",
+    };
+
     public string MixText => string.Create(CultureInfo.InvariantCulture, $"{ReadPercent:0.##}:{100 - ReadPercent:0.##}");
 
     /// <summary>"R:W" (read:write weights, e.g. 90:10), "read", "write", or a read fraction 0..1. Null with a reason when not.</summary>

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Grpc.Core;
+using Grpc.Net.Client;
 using MiniKV.Client;
 
 namespace MiniKV.Cli.Bench;
@@ -106,4 +108,142 @@ internal sealed class EtcdBenchTarget : IBenchTarget
 internal static class BenchKeys
 {
     public static string Name(string prefix, int key) => prefix + key.ToString("D8", CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// etcd v3 through its native gRPC API (<c>etcdserverpb.KV/Put</c> and <c>/Range</c>) on one HTTP/2 connection, as
+/// etcd's own client keeps: the counterpart of minikv over <c>--http2</c>. Serializable reads are etcd's counterpart
+/// of minikv's stale reads. The two requests need three protobuf fields, so they are written by hand.
+/// </summary>
+internal sealed class EtcdGrpcBenchTarget : IBenchTarget
+{
+    private static readonly Marshaller<byte[]> Raw = Marshallers.Create(static b => b, static b => b);
+    private static readonly Method<byte[], byte[]> Put = new(MethodType.Unary, "etcdserverpb.KV", "Put", Raw, Raw);
+    private static readonly Method<byte[], byte[]> Range = new(MethodType.Unary, "etcdserverpb.KV", "Range", Raw, Raw);
+
+    private readonly GrpcChannel _channel;
+    private readonly CallInvoker _calls;
+    private readonly string _keyPrefix;
+    private readonly byte[] _value;
+    private readonly bool _serializable;
+
+    public EtcdGrpcBenchTarget(Uri endpoint, string keyPrefix, byte[] value, bool serializable)
+    {
+        _channel = GrpcChannel.ForAddress(endpoint.GetLeftPart(UriPartial.Authority), new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { UseProxy = false, EnableMultipleHttp2Connections = true, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) },
+        });
+        _calls = _channel.CreateCallInvoker();
+        _keyPrefix = keyPrefix;
+        _value = value;
+        _serializable = serializable;
+    }
+
+    public string Name => "etcd";
+
+    public Task<string?> WriteAsync(int key, CancellationToken cancellationToken)
+    {
+        // PutRequest: key = 1, value = 2.
+        var request = new ProtoWriter();
+        request.Bytes(1, Encoding.UTF8.GetBytes(BenchKeys.Name(_keyPrefix, key)));
+        request.Bytes(2, _value);
+        return CallAsync(Put, request.ToArray(), expectValue: false, cancellationToken);
+    }
+
+    public Task<string?> ReadAsync(int key, CancellationToken cancellationToken)
+    {
+        // RangeRequest: key = 1, serializable = 7.
+        var request = new ProtoWriter();
+        request.Bytes(1, Encoding.UTF8.GetBytes(BenchKeys.Name(_keyPrefix, key)));
+        if (_serializable)
+        {
+            request.True(7);
+        }
+        return CallAsync(Range, request.ToArray(), expectValue: true, cancellationToken);
+    }
+
+    public void Dispose() => _channel.Dispose();
+
+    private async Task<string?> CallAsync(Method<byte[], byte[]> method, byte[] request, bool expectValue, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var response = await _calls.AsyncUnaryCall(method, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken), request);
+            // RangeResponse carries the key-values in field 2; a missing key is an error for a benchmark read.
+            return expectValue && !HasField(response, 2) ? "not found" : null;
+        }
+        catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
+        {
+            return $"{e.StatusCode}: {e.Status.Detail}";
+        }
+    }
+
+    /// <summary>Whether a top-level field of a protobuf message is present (only varint and length-delimited fields expected).</summary>
+    private static bool HasField(ReadOnlySpan<byte> message, int number)
+    {
+        while (!message.IsEmpty)
+        {
+            var tag = ReadVarint(ref message);
+            if ((int)(tag >> 3) == number)
+            {
+                return true;
+            }
+            switch (tag & 7)
+            {
+                case 0:
+                    ReadVarint(ref message);
+                    break;
+                case 2:
+                    message = message[(int)ReadVarint(ref message)..];
+                    break;
+                default:
+                    return false;
+            }
+        }
+        return false;
+    }
+
+    private static ulong ReadVarint(ref ReadOnlySpan<byte> data)
+    {
+        ulong value = 0;
+        for (var shift = 0; ; shift += 7)
+        {
+            var b = data[0];
+            data = data[1..];
+            value |= (ulong)(b & 0x7f) << shift;
+            if (b < 0x80)
+            {
+                return value;
+            }
+        }
+    }
+
+    /// <summary>Appends protobuf fields: length-delimited bytes and a true bool.</summary>
+    private sealed class ProtoWriter
+    {
+        private readonly List<byte> _bytes = new(1100);
+
+        public void Bytes(int number, byte[] value)
+        {
+            _bytes.Add((byte)((number << 3) | 2));
+            for (var v = (uint)value.Length; ; v >>= 7)
+            {
+                if (v < 0x80)
+                {
+                    _bytes.Add((byte)v);
+                    break;
+                }
+                _bytes.Add((byte)(v | 0x80));
+            }
+            _bytes.AddRange(value);
+        }
+
+        public void True(int number)
+        {
+            _bytes.Add((byte)(number << 3));
+            _bytes.Add(1);
+        }
+
+        public byte[] ToArray() => [.. _bytes];
+    }
 }

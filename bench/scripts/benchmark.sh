@@ -3,14 +3,17 @@
 #   put, linearizable get, and stale get (etcd: serializable) of VALUE_SIZE values at CONCURRENCY clients, against
 #   a fresh `minikv dev` cluster (3 coordinators + 3 volumes, R = 3) and a fresh 3-member etcd cluster (Debian
 #   etcd-server, installed here when missing), all on 127.0.0.1; then one LARGE_SIZE PUT and GET through minikv.
-# Both loads come from `minikv bench` (--target etcd drives etcd's HTTP/JSON gateway, /v3/kv/put and /v3/kv/range,
-# the same HTTP/1.1 + pooled connections shape as minikv's API), so the ratio compares the servers, not two tools.
+# Both loads come from `minikv bench`, so the ratio compares the servers, not two tools, and each protocol pairs
+# like with like: http1 is minikv's API over HTTP/1.1 beside etcd's HTTP/JSON gateway (/v3/kv/put, /v3/kv/range), a
+# pooled connection per client on both; http2 (`--http2`) is minikv over HTTP/2 with prior knowledge beside etcd's
+# gRPC API (etcdserverpb.KV/Put, /Range), the clients sharing one connection on both, as etcd's own client does.
 # The phases alternate etcd/minikv so a drift in background load hits both. The script records the PIDs it
 # starts, stops only those (SIGTERM, then SIGKILL after 15 s), and deletes its temporary directory.
 #
 # Usage: bench/scripts/benchmark.sh [--etcd-only | --minikv-only]
 # Environment (defaults): CONCURRENCY=64 VALUE_SIZE=1KiB DURATION=20s WARMUP=3s KEYS=10000 LARGE_SIZE=1GiB (0: skip)
 #   ROUNDS=3 (put, get, stale repeated; the table shows medians and each round's figures)
+#   PROTOCOLS="http2 http1" (each round runs its phases over each; one of them alone halves the time)
 #   CLUSTER_WARMUP=30s (unmeasured mixed load on each cluster first; 0: none)
 #   ELECTION_TIMEOUT_MS=1000-2000 (minikv coordinators' --election-timeout-ms, like etcd's default 1 s)
 #   SKIP_BUILD=0 WORK_DIR=/tmp KEEP=0 (1 keeps the data and logs) READY_TIMEOUT=300 (seconds for the clusters to start)
@@ -28,6 +31,7 @@ LARGE_SIZE=${LARGE_SIZE:-1GiB}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
 ROUNDS=${ROUNDS:-3}
+PROTOCOLS=${PROTOCOLS:-http2 http1}
 ELECTION_TIMEOUT_MS=${ELECTION_TIMEOUT_MS:-1000-2000}
 CLUSTER_WARMUP=${CLUSTER_WARMUP:-30s}
 # Starting six .NET servers on a loaded 2-core box has taken over 60 s (JIT); the default leaves room for that.
@@ -135,6 +139,7 @@ fi
 log "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; uptime: $(uptime)"
 
 # -------- the runs (each writes one JSON line) --------
+http_flag() { [ "$1" = http2 ] && echo --http2; true; } # PROTOCOL: the bench flag that selects it
 run() { # NAME TARGET CONCURRENCY VALUE-SIZE KEYS ARGS...: one `minikv bench` run, JSON to $RESULTS/NAME.json
   local name=$1 target=$2 clients=$3 size=$4 keys=$5; shift 5
   log "$name ($(cut -d' ' -f1 /proc/loadavg))"
@@ -149,19 +154,22 @@ if [ "$CLUSTER_WARMUP" != 0 ]; then
   for target in $(targets); do
     log "$target: warming up for $CLUSTER_WARMUP (not measured)"
     minikv bench --target "$target" --etcd "$ETCD_URL" --coordinator "$COORDINATORS" --concurrency "$CONCURRENCY" \
-      --value-size "$VALUE_SIZE" --duration "$CLUSTER_WARMUP" --warmup 0s --keys "$KEYS" --seed 2 --mix 50:50 --preload --json >"$RESULTS/warmup-$target.json"
+      --value-size "$VALUE_SIZE" --duration "$CLUSTER_WARMUP" --warmup 0s --keys "$KEYS" --seed 2 --mix 50:50 --preload \
+      $(http_flag "${PROTOCOLS%% *}") --json >"$RESULTS/warmup-$target.json"
   done
 fi
 for round in $(seq "$ROUNDS"); do
-  for phase in put get stale; do
-    for target in $(targets); do
-      case $phase in
-        put) run "$target-put-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix write ;;
-        get) # the warmup wrote every key; without it, the first round writes them
-          preload=false; if [ "$round" = 1 ] && [ "$CLUSTER_WARMUP" = 0 ]; then preload=true; fi
-          run "$target-get-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload "$preload" ;;
-        stale) run "$target-stale-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload false --consistency stale ;;
-      esac
+  for proto in $PROTOCOLS; do
+    for phase in put get stale; do
+      for target in $(targets); do
+        case $phase in
+          put) run "$target-put-$proto-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix write $(http_flag "$proto") ;;
+          get) # the warmup wrote every key; without it, the first round writes them
+            preload=false; if [ "$round" = 1 ] && [ "$proto" = "${PROTOCOLS%% *}" ] && [ "$CLUSTER_WARMUP" = 0 ]; then preload=true; fi
+            run "$target-get-$proto-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload "$preload" $(http_flag "$proto") ;;
+          stale) run "$target-stale-$proto-r$round" "$target" "$CONCURRENCY" "$VALUE_SIZE" "$KEYS" --mix read --preload false --consistency stale $(http_flag "$proto") ;;
+        esac
+      done
     done
   done
 done
@@ -172,19 +180,21 @@ fi
 log "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # -------- side by side --------
-python3 - "$RESULTS" "$CONCURRENCY" "$VALUE_SIZE" "$ROUNDS" <<'PY'
+python3 - "$RESULTS" "$CONCURRENCY" "$VALUE_SIZE" "$ROUNDS" "$PROTOCOLS" <<'PY'
 import json, os, statistics, sys
-results, concurrency, size, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+results, concurrency, size, rounds, protocols = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5].split()
 def load(name):
     path = os.path.join(results, name + ".json")
     return json.load(open(path)) if os.path.exists(path) else None
 def runs(target, phase, op):
     return [r[op] for r in (load(f"{target}-{phase}-r{i}") for i in range(1, rounds + 1)) if r]
+names = {"http2": "HTTP/2 (etcd gRPC)", "http1": "HTTP/1.1 (etcd JSON)"}
 def median(runs, field):
     return statistics.median(r[field] for r in runs) if runs else None
-rows = [("put", "put", "write"), ("get (linearizable)", "get", "read"), ("get stale / etcd serializable", "stale", "read")]
+rows = [(f"{label}, {names[proto]}", f"{phase}-{proto}", op) for proto in protocols
+        for label, phase, op in (("put", "put", "write"), ("get", "get", "read"), ("get stale/serializable", "stale", "read"))]
 print(f"minikv vs etcd: {concurrency} clients, {size} values, same machine, same run; medians of {rounds} rounds")
-print(f"{'operation':31} {'minikv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'etcd ops/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'ratio':>6} | per round: minikv/etcd ops/s")
+print(f"{'operation':44} {'minikv ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'etcd ops/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | {'ratio':>6} | per round: minikv/etcd ops/s")
 for label, phase, op in rows:
     m, e = runs("minikv", phase, op), runs("etcd", phase, op)
     def cells(rs, width):
@@ -192,7 +202,7 @@ for label, phase, op in rows:
                 else f"{'-':>{width}} {'-':>7} {'-':>7} {'-':>6}")
     ratio = f"{median(m, 'ops_per_s') / median(e, 'ops_per_s'):>5.2f}x" if m and e and median(e, "ops_per_s") > 0 else f"{'-':>6}"
     per_round = " ".join(f"{a['ops_per_s']:.0f}/{b['ops_per_s']:.0f}" for a, b in zip(m, e)) if m and e else ""
-    print(f"{label:31} {cells(m, 12)} | {cells(e, 10)} | {ratio} | {per_round}")
+    print(f"{label:44} {cells(m, 12)} | {cells(e, 10)} | {ratio} | {per_round}")
 for phase, op in (("large-put", "write"), ("large-get", "read")):
     r = load("minikv-" + phase)
     if r:

@@ -128,4 +128,44 @@ public sealed class BenchTests(ITestOutputHelper output)
         Assert.Equal(1024, etcd.Values["bench/00000019"].Length);
         Assert.All(etcd.SerializableFlags, flag => Assert.Equal("true", flag));
     }
+
+    [Fact]
+    public async Task Bench_over_http2_drives_etcds_grpc_api_with_the_same_loop()
+    {
+        await using var etcd = await FakeEtcdGateway.StartAsync();
+        var run = await CliRun.RunAsync(["bench", "--target", "etcd", "--etcd", etcd.GrpcUrl, "--http2", "--concurrency", "4", "--duration", "500ms", "--warmup", "100ms", "--keys", "20", "--mix", "50:50", "--consistency", "stale", "--json"]);
+        output.WriteLine(run.ToString());
+        Assert.Equal(0, run.ExitCode);
+        using var document = JsonDocument.Parse(run.Out);
+        Assert.Equal("grpc", document.RootElement.GetProperty("protocol").GetString());
+        Assert.True(document.RootElement.GetProperty("read").GetProperty("count").GetInt64() > 0);
+        Assert.Equal(0, document.RootElement.GetProperty("read").GetProperty("errors").GetInt64());
+        Assert.Equal(1024, etcd.Values["bench/00000019"].Length);
+        Assert.NotEmpty(etcd.SerializableFlags);
+        Assert.All(etcd.SerializableFlags, flag => Assert.Equal("true", flag));
+    }
+
+    [Fact]
+    public async Task Bench_over_http2_counts_a_read_of_a_missing_etcd_key_as_an_error()
+    {
+        await using var etcd = await FakeEtcdGateway.StartAsync();
+        var run = await CliRun.RunAsync(["bench", "--target", "etcd", "--etcd", etcd.GrpcUrl, "--http2", "--concurrency", "2", "--ops", "5", "--mix", "read", "--preload", "false", "--json"]);
+        output.WriteLine(run.ToString());
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("5 of 5 operations failed", run.Error, StringComparison.Ordinal);
+        Assert.Contains("not found", run.Error, StringComparison.Ordinal);
+        Assert.All(etcd.SerializableFlags, flag => Assert.Equal("absent", flag));
+    }
+
+    [Fact]
+    public async Task Bench_over_http2_speaks_http2_to_minikv()
+    {
+        await using var fake = await FakeCoordinator.StartAsync();
+        var run = await CliRun.RunAsync(["bench", "--coordinator", fake.Url, "--http2", "--concurrency", "8", "--ops", "40", "--mix", "write", "--json"]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        using var document = JsonDocument.Parse(run.Out);
+        Assert.Equal("http/2", document.RootElement.GetProperty("protocol").GetString());
+        Assert.Equal(40, fake.PutBodiesReceived);
+        Assert.All(fake.Protocols, protocol => Assert.Equal("HTTP/2", protocol));
+    }
 }

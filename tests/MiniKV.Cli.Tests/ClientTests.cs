@@ -56,6 +56,25 @@ public sealed class ClientTests(ITestOutputHelper output)
         Assert.True(gone.Error!.IsNotFound);
     }
 
+    [Fact]
+    public async Task An_http2_client_round_trips_over_http2_on_the_same_port()
+    {
+        await using var fake = await FakeCoordinator.StartAsync();
+        using var client = new MiniKVClient(new MiniKVClientOptions { Coordinators = [new Uri(fake.Url)], Http2 = true });
+        var value = TestRandom.Bytes(300_000, 12, output);
+
+        var puts = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => client.PutAsync($"h2/{i}", new MemoryStream(value))));
+        Assert.All(puts, put => Assert.True(put.IsSuccess, put.Error?.ToString()));
+        var destination = new MemoryStream();
+        var get = await client.GetAsync("h2/7", destination);
+        Assert.True(get.IsSuccess, get.Error?.ToString());
+        Assert.Equal(value, destination.ToArray());
+        Assert.True((await client.DeleteAsync("h2/7")).IsSuccess);
+
+        Assert.Equal(10, fake.Protocols.Count);
+        Assert.All(fake.Protocols, protocol => Assert.Equal("HTTP/2", protocol));
+    }
+
     [Theory]
     [InlineData("a/../b")]
     [InlineData("./x")]

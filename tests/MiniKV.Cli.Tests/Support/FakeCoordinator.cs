@@ -12,6 +12,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using MiniKV.Client;
 using MiniKV.Common;
+using MiniKV.Coordinator.Http;
 
 namespace MiniKV.Cli.Tests.Support;
 
@@ -35,6 +36,9 @@ public sealed class FakeCoordinator : IAsyncDisposable
 
     /// <summary>Every request seen: "METHOD raw-target".</summary>
     public ConcurrentQueue<string> Requests { get; } = new();
+
+    /// <summary>The HTTP version of every request seen ("HTTP/1.1", "HTTP/2"): the port speaks both, as a coordinator's does.</summary>
+    public ConcurrentQueue<string> Protocols { get; } = new();
 
     /// <summary>Answer 503 no_leader (with Retry-After) to everything.</summary>
     public bool Unavailable { get; set; }
@@ -80,7 +84,7 @@ public sealed class FakeCoordinator : IAsyncDisposable
         builder.WebHost.UseKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = null;
-            k.Listen(System.Net.IPAddress.Loopback, 0);
+            k.Listen(System.Net.IPAddress.Loopback, 0, lo => PriorKnowledgeHttp2.Use(k, lo));
         });
         var app = builder.Build();
         var fake = new FakeCoordinator(app);
@@ -100,6 +104,7 @@ public sealed class FakeCoordinator : IAsyncDisposable
     {
         var raw = context.Features.Get<IHttpRequestFeature>()!.RawTarget;
         Requests.Enqueue(context.Request.Method + " " + raw);
+        Protocols.Enqueue(context.Request.Protocol);
         if (LeaderUrl is { } leader)
         {
             context.Response.Headers[MiniKVClient.LeaderHeader] = leader;

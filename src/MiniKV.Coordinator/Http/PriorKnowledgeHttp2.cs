@@ -31,7 +31,12 @@ public static class PriorKnowledgeHttp2
     public static void Use(KestrelServerOptions kestrel, ListenOptions listen)
     {
         kestrel.AllowAlternateSchemes = true;
-        listen.Protocols = HttpProtocols.Http1AndHttp2;
+        // Kestrel's default already allows both. Setting it explicitly would make Kestrel log at startup that HTTP/2 is
+        // off without TLS, which is no longer true here.
+        if ((listen.Protocols & HttpProtocols.Http1AndHttp2) != HttpProtocols.Http1AndHttp2)
+        {
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+        }
         var headersTimeout = kestrel.Limits.RequestHeadersTimeout;
         listen.Use(next => async connection =>
         {

@@ -11,7 +11,7 @@ public static class CoordinatorCommand
         "Runs a coordinator: one member of the Raft group that keeps the metadata, serves the public HTTP API and the gRPC service volumes register with.",
         [
             new OptionSpec("id", "This coordinator's id, unique in the cluster and stable across restarts", Required: true),
-            new OptionSpec("bind", "Public HTTP listen address host:port: /kv, /health, /metrics, /admin", "0.0.0.0:5000"),
+            new OptionSpec("bind", "Public HTTP listen address host:port: /kv, /health, /metrics, /admin (HTTP/1.1, and HTTP/2 for clients that open with its preface)", "0.0.0.0:5000"),
             new OptionSpec("grpc", "gRPC listen address host:port (HTTP/2 without TLS): volumes and the other coordinators", "0.0.0.0:5001"),
             new OptionSpec("db", "Directory of the metadata (RocksDB) and the Raft log", Required: true),
             new OptionSpec("peers", "The other coordinators' gRPC addresses host:port, comma-separated; empty: a one-node cluster", ""),

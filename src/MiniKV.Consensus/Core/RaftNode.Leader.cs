@@ -235,21 +235,32 @@ public sealed partial class RaftNode
     /// <summary>Sends one heartbeat round: a new round number that followers echo, for reads and the lease.</summary>
     private void BroadcastHeartbeat()
     {
-        long round = ++_round;
+        long round = NextRound();
+        _broadcastRound = round;
         ReadOnlyMemory<byte> ctx = BitConverter.GetBytes(round);
-        OnRoundSent(round);
         foreach (var (id, pr) in _prs)
         {
-            if (id == Id)
+            if (id != Id)
             {
-                continue;
+                SendHeartbeat(id, pr, ctx);
             }
-
-            // Never tell a follower a commit index beyond what it is known to hold.
-            long commit = Math.Min(pr.Match, _log.Committed);
-            Send(Msg(MessageType.Heartbeat, id) with { Commit = commit, Context = ctx });
-            pr.CommitSent = Math.Max(pr.CommitSent, commit);
         }
+    }
+
+    /// <summary>Numbers a new heartbeat round (the context followers echo).</summary>
+    private long NextRound()
+    {
+        long round = ++_round;
+        OnRoundSent(round);
+        return round;
+    }
+
+    private void SendHeartbeat(string id, Progress pr, ReadOnlyMemory<byte> round)
+    {
+        // Never tell a follower a commit index beyond what it is known to hold.
+        long commit = Math.Min(pr.Match, _log.Committed);
+        Send(Msg(MessageType.Heartbeat, id) with { Commit = commit, Context = round });
+        pr.CommitSent = Math.Max(pr.CommitSent, commit);
     }
 
     /// <summary>

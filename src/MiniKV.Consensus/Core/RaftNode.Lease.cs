@@ -3,9 +3,9 @@ namespace MiniKV.Consensus.Core;
 /// <summary>
 /// Leader lease reads (thesis §6.4.1), on when <see cref="RaftNodeOptions.LeaseReads"/> is set on every voter.
 /// <para>
-/// Every heartbeat broadcast is a numbered round; a follower echoes the number. When a quorum (the leader counting
-/// itself) has echoed round r, no other node can become leader until the followers' check-quorum leases, restarted
-/// when they received r, run out: a voter grants no vote within <see cref="RaftNodeOptions.ElectionTicksMin"/> ticks
+/// Every heartbeat round (to all followers, or to a read's bare quorum) is numbered; a follower echoes the number.
+/// When a quorum (the leader counting itself) has echoed round r, no other node can become leader until the
+/// followers' check-quorum leases, restarted when they received r, run out: a voter grants no vote within <see cref="RaftNodeOptions.ElectionTicksMin"/> ticks
 /// of hearing from its leader. Until then this leader's commit index is the cluster's, so a read is answered at once
 /// with it, without a heartbeat round.
 /// </para>

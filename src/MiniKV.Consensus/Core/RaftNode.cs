@@ -170,6 +170,10 @@ public sealed partial class RaftNode
             _heartbeatElapsed = 0;
             BroadcastHeartbeat();
         }
+        else
+        {
+            RetryStalledReads();
+        }
     }
 
     /// <summary>

@@ -106,7 +106,7 @@ public sealed partial class MetadataStateMachine
         _swap.EnterReadLock();
         try
         {
-            return ReadKey(_h, key);
+            return _recent.TryGet(key, out var record) ? record : ReadKey(_h, key);
         }
         finally
         {

@@ -38,6 +38,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     private long _lastVersion;
     private volatile RegistryView _registry = RegistryView.Empty;
     private volatile RebalanceInProgress? _rebalance;
+    private readonly RecentKeyRecords _recent = new();
     private int _snapshotCounter;
 
     private sealed record Handles(RocksDb Db, ColumnFamilyHandle Keys, ColumnFamilyHandle Volumes, ColumnFamilyHandle Shards, ColumnFamilyHandle Transactions, ColumnFamilyHandle Meta);
@@ -80,6 +81,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             { MetaFamily, new ColumnFamilyOptions().SetInplaceUpdateSupport(true) },
         };
         var db = RocksDb.Open(options, _dbPath, families);
+        _recent.Clear();
         _h = new Handles(db, db.GetColumnFamily(KeysFamily), db.GetColumnFamily(VolumesFamily), db.GetColumnFamily(ShardsFamily),
             db.GetColumnFamily(TransactionsFamily), db.GetColumnFamily(MetaFamily));
         var applied = db.Get(AppliedIndexKey, _h.Meta);
@@ -201,6 +203,7 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             batch.Put(AppliedIndexKey, BitConverter.GetBytes(newIndex), h.Meta);
             batch.Put(LastVersionKey, BitConverter.GetBytes(lastVersion), h.Meta);
             h.Db.Write(batch);
+            _recent.Publish(pending);
             Volatile.Write(ref _lastVersion, (long)lastVersion);
             if (registryChanged)
             {
@@ -213,17 +216,14 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
         return results;
     }
 
-    private static WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
+    private WriteBatchResult ApplyWrites(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, WriteBatchCommand command, Entry entry, ref ulong lastVersion)
     {
         var outcomes = new WriteOutcome[command.Writes.Count];
         var sameTerm = command.Term == entry.Term;
         for (var i = 0; i < command.Writes.Count; i++)
         {
             var write = command.Writes[i];
-            if (!pending.TryGetValue(write.Key, out var current))
-            {
-                current = ReadKey(h, write.Key);
-            }
+            var current = CurrentForApply(h, pending, write.Key);
             var status = !sameTerm ? WriteStatus.Conflict : Check(write, current);
             if (status == WriteStatus.Applied && write.Kind == WriteKind.Put && current != null && write.Version <= current.Version)
             {
@@ -255,16 +255,13 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
     }
 
     /// <summary>Each relocation applies only while its key is still at the copied version (a racing write wins).</summary>
-    private static RelocateResult ApplyRelocations(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, RelocateKeysCommand command)
+    private RelocateResult ApplyRelocations(Handles h, WriteBatch batch, Dictionary<byte[], KeyRecord?> pending, RelocateKeysCommand command)
     {
         var applied = new bool[command.Relocations.Count];
         for (var i = 0; i < applied.Length; i++)
         {
             var move = command.Relocations[i];
-            if (!pending.TryGetValue(move.Key, out var current))
-            {
-                current = ReadKey(h, move.Key);
-            }
+            var current = CurrentForApply(h, pending, move.Key);
             if (current == null || current.Version != move.Version || move.Volumes.Count == 0)
             {
                 continue;
@@ -275,6 +272,26 @@ public sealed partial class MetadataStateMachine : IRaftStateMachine, IDisposabl
             applied[i] = true;
         }
         return new RelocateResult(applied);
+    }
+
+    /// <summary>The key's record as of the entries applied so far in this call: this call's own writes first, then the
+    /// recent records, then RocksDB (remembered, as what RocksDB holds now).</summary>
+    private KeyRecord? CurrentForApply(Handles h, Dictionary<byte[], KeyRecord?> pending, byte[] key)
+    {
+        if (pending.TryGetValue(key, out var written))
+        {
+            return written;
+        }
+        if (_recent.TryGet(key, out var recent))
+        {
+            return recent;
+        }
+        var stored = ReadKey(h, key);
+        if (stored != null)
+        {
+            _recent.Put(stored);
+        }
+        return stored;
     }
 
     private static WriteStatus Check(KeyWrite write, KeyRecord? current) => write.Condition switch

@@ -32,26 +32,26 @@ public class RecentKeyRecordsTests
     public void A_full_generation_becomes_the_previous_one_and_the_oldest_is_dropped()
     {
         var recent = new RecentKeyRecords();
-        const int n = RecentKeyRecords.GenerationSize;
-        for (var i = 0; i < n; i++)
+        const int N = RecentKeyRecords.GenerationSize;
+        for (var i = 0; i < N; i++)
         {
             recent.Put(Record($"first/{i}", 1));
         }
         recent.Put(Record("first/0", 2)); // already in the full generation: overwritten in place, no rotation
         recent.Put(Record("second/0", 1)); // rotates: the first keys are now the previous generation
         Assert.Equal(2ul, recent.TryGet(K("first/0"), out var held) ? held.Version : 0);
-        Assert.True(recent.TryGet(K($"first/{n - 1}"), out _));
+        Assert.True(recent.TryGet(K($"first/{N - 1}"), out _));
 
         // A key written again moves to the current generation; its old record must not survive in the previous one.
         recent.Put(Record("first/1", 5));
-        for (var i = 1; i < n; i++)
+        for (var i = 1; i < N; i++)
         {
             recent.Put(Record($"second/{i}", 1)); // the last one finds the current generation full: the first is dropped
         }
         Assert.False(recent.TryGet(K("first/0"), out _));
-        Assert.False(recent.TryGet(K($"first/{n - 1}"), out _));
+        Assert.False(recent.TryGet(K($"first/{N - 1}"), out _));
         Assert.Equal(5ul, recent.TryGet(K("first/1"), out held) ? held.Version : 0);
         Assert.True(recent.TryGet(K("second/0"), out _));
-        Assert.True(recent.TryGet(K($"second/{n - 1}"), out _));
+        Assert.True(recent.TryGet(K($"second/{N - 1}"), out _));
     }
 }

@@ -8,8 +8,8 @@ public sealed partial class RaftNode
     private long _round;
     // The last round sent to every follower (a tick's heartbeat, or a read round that asked all after a stall).
     private long _broadcastRound;
-    // The voters a read round goes to, reused: (the last round each echoed, its id), best first.
-    private readonly List<(long Echoed, string Id)> _readRoundTargets = [];
+    // The voters a read round goes to, reused: (the last round each echoed, its id, its progress), best first.
+    private readonly List<(long Echoed, string Id, Progress Progress)> _readRoundTargets = [];
 
     private readonly record struct PendingRead(long Seq, long Index, string? From, ReadOnlyMemory<byte> Context, long Tick);
 
@@ -78,7 +78,7 @@ public sealed partial class RaftNode
         {
             if (v != Id && _prs.TryGetValue(v, out var pr))
             {
-                _readRoundTargets.Add((pr.ReadAck, v));
+                _readRoundTargets.Add((pr.ReadAck, v, pr));
             }
         }
 
@@ -94,7 +94,8 @@ public sealed partial class RaftNode
         ReadOnlyMemory<byte> ctx = BitConverter.GetBytes(round);
         for (int i = 0; i < needed; i++)
         {
-            SendHeartbeat(_readRoundTargets[i].Id, _prs[_readRoundTargets[i].Id], ctx);
+            var (_, id, pr) = _readRoundTargets[i];
+            SendHeartbeat(id, pr, ctx);
         }
     }
 

@@ -25,6 +25,8 @@ internal sealed class RecentKeyRecords
 
     private ConcurrentDictionary<byte[], KeyRecord> _current = NewGeneration();
     private ConcurrentDictionary<byte[], KeyRecord> _previous = NewGeneration();
+    // Keys in the current generation, counted here: ConcurrentDictionary.Count takes every lock, once per applied write.
+    private int _currentCount;
 
     /// <summary>The key's current record if held; false means unknown here (read RocksDB), never "absent".</summary>
     public bool TryGet(byte[] key, out KeyRecord record)
@@ -40,13 +42,21 @@ internal sealed class RecentKeyRecords
     public void Put(KeyRecord record)
     {
         var current = _current;
-        if (current.Count >= GenerationSize && !current.ContainsKey(record.Key))
+        if (_currentCount >= GenerationSize && !current.ContainsKey(record.Key))
         {
             Volatile.Write(ref _previous, current);
             current = NewGeneration();
             Volatile.Write(ref _current, current);
+            _currentCount = 0;
         }
-        current[record.Key] = record;
+        if (current.TryAdd(record.Key, record))
+        {
+            _currentCount++;
+        }
+        else
+        {
+            current[record.Key] = record;
+        }
         // After the new record is in the current generation: a reader that misses there and then looks at the previous
         // one may still find the old record there, which was current when it began.
         _previous.TryRemove(record.Key, out _);
@@ -55,7 +65,10 @@ internal sealed class RecentKeyRecords
     /// <summary>Apply thread: the key is gone from RocksDB.</summary>
     public void Remove(byte[] key)
     {
-        _current.TryRemove(key, out _);
+        if (_current.TryRemove(key, out _))
+        {
+            _currentCount--;
+        }
         _previous.TryRemove(key, out _);
     }
 
@@ -80,6 +93,7 @@ internal sealed class RecentKeyRecords
     {
         Volatile.Write(ref _current, NewGeneration());
         Volatile.Write(ref _previous, NewGeneration());
+        _currentCount = 0;
     }
 
     private static ConcurrentDictionary<byte[], KeyRecord> NewGeneration() => new(ByteKeyComparer.Instance);

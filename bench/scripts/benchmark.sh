@@ -176,6 +176,20 @@ done
 if [ "$RUN_MINIKV" = 1 ] && [ "$LARGE_SIZE" != 0 ]; then
   run minikv-large-put minikv 1 "$LARGE_SIZE" 1 --key-prefix large/ --mix write --ops 1
   run minikv-large-get minikv 1 "$LARGE_SIZE" 1 --key-prefix large/ --mix read --preload false --ops 1
+  # The disk's own sequential rate beside them, on the same file system, after the clusters' runs: LARGE_SIZE written
+  # with one fdatasync at the end, then read back with O_DIRECT (not from the page cache).
+  mib=$(python3 -c 'import re, sys; n, u = re.fullmatch(r"(\d+)\s*([KMG]?)(?:i?B)?", sys.argv[1], re.I).groups(); print(max(1, int(n) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[u.upper()] >> 20))' "$LARGE_SIZE")
+  probe=$WORK/disk-probe
+  write=$(dd if=/dev/zero of="$probe" bs=1M count="$mib" conv=fdatasync 2>&1 | tail -1)
+  read=$(dd if="$probe" of=/dev/null bs=1M iflag=direct 2>&1 | tail -1)
+  rm -f "$probe"
+  python3 - "$write" "$read" >"$RESULTS/disk.json" <<'PY'
+import json, re, sys
+def rate(line):  # dd's last line: "N bytes (...) copied, S s, R MB/s"
+    m = re.match(r"(\d+) bytes .* copied, ([\d.]+) s", line)
+    return round(int(m[1]) / float(m[2]) / 1e6, 1) if m else None
+print(json.dumps({"write_mb_per_s": rate(sys.argv[1]), "read_mb_per_s": rate(sys.argv[2])}))
+PY
 fi
 log "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -208,4 +222,8 @@ for phase, op in (("large-put", "write"), ("large-get", "read")):
     if r:
         s = r[op]
         print(f"minikv {phase}: {r['value_size'] / 2**20:.0f} MiB in {r['measured_s']:.2f} s = {s['mb_per_s']:.1f} MB/s ({s['errors']} errors)")
+disk = load("disk")
+if disk:
+    print(f"disk, sequential (dd, same size): write + fdatasync {disk['write_mb_per_s']} MB/s, O_DIRECT read {disk['read_mb_per_s']} MB/s;"
+          " a PUT writes R copies to this one disk")
 PY

@@ -46,7 +46,9 @@ internal sealed class ReadBarrierBatcher
         {
             if (_nextRound == null)
             {
-                _nextRound = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+                // Continuations run inline: CompleteRound finishes a round's readers one after another on one pool
+                // thread (see there).
+                _nextRound = new TaskCompletionSource<bool>();
                 if (!_roundInFlight)
                 {
                     _roundInFlight = true;
@@ -70,6 +72,14 @@ internal sealed class ReadBarrierBatcher
         }
     }
 
+    /// <summary>
+    /// Answers a round's readers: their continuations (the rest of each GET) run inline here, one after another, on
+    /// the one pool thread that runs this item. A GET's remaining work is a few microseconds; waking a pool thread per
+    /// reader, dozens per round, cost more than that in futex calls and context switches. The round loop does not wait
+    /// for it: the next round is already on its way.
+    /// </summary>
+    private static void CompleteRound((TaskCompletionSource<bool> Round, bool Ok) done) => done.Round.TrySetResult(done.Ok);
+
     /// <summary>Runs <paramref name="first"/>'s round, then the rounds of reads that queued meanwhile, until none waits.</summary>
     private async Task RunRoundsAsync(TaskCompletionSource<bool> first)
     {
@@ -88,7 +98,7 @@ internal sealed class ReadBarrierBatcher
                 // readers queued behind this round must still get an answer, so nothing escapes this loop.
                 ok = false;
             }
-            current.TrySetResult(ok);
+            ThreadPool.UnsafeQueueUserWorkItem(CompleteRound, (current, ok), preferLocal: false);
             lock (_lock)
             {
                 if (_nextRound == null)

@@ -131,6 +131,35 @@ public sealed class ReadBarrierBatcherTests
     }
 
     [Fact]
+    public async Task A_reader_that_is_slow_to_resume_does_not_hold_up_the_next_round()
+    {
+        // A round's readers resume inline, one after another, on one work item; the round loop must not run them itself,
+        // or a reader still busy after its round would keep the next round from starting.
+        var fake = new FakeReadIndex();
+        var batcher = new ReadBarrierBatcher(fake.BarrierAsync);
+        using var release = new ManualResetEventSlim();
+        // Off the test's synchronization context, as in the server, so the reader's continuation really runs inline.
+        var slow = Task.Run(SlowReaderAsync);
+        await fake.WaitStartedAsync(1);
+        var next = batcher.WaitAsync(CancellationToken.None);
+        await fake.EndRoundAsync(true);
+
+        await fake.WaitStartedAsync(2);
+        await fake.EndRoundAsync(true);
+        Assert.True(await next.WaitAsync(Timeout));
+        Assert.False(slow.IsCompleted);
+        release.Set();
+        Assert.True(await slow.WaitAsync(Timeout));
+
+        async Task<bool> SlowReaderAsync()
+        {
+            var ok = await batcher.WaitAsync(CancellationToken.None);
+            Assert.True(release.Wait(Timeout), "the slow reader was never released");
+            return ok;
+        }
+    }
+
+    [Fact]
     public async Task A_cancelled_reader_gets_false_without_cancelling_the_round_it_shares()
     {
         var fake = new FakeReadIndex();

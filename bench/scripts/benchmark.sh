@@ -2,7 +2,8 @@
 # minikv beside etcd on this machine, in one run, with the same closed-loop load (issue 5 "Performance"):
 #   put, linearizable get, and stale get (etcd: serializable) of VALUE_SIZE values at CONCURRENCY clients, against
 #   a fresh `minikv dev` cluster (3 coordinators + 3 volumes, R = 3) and a fresh 3-member etcd cluster (Debian
-#   etcd-server, installed here when missing), all on 127.0.0.1; then one LARGE_SIZE PUT and GET through minikv.
+#   etcd-server, installed here when missing), all on 127.0.0.1; then one LARGE_SIZE PUT and GET through minikv, and the
+#   disk's sequential write (dd, fdatasync) and O_DIRECT read rate for the same size beside them.
 # Both loads come from `minikv bench`, so the ratio compares the servers, not two tools, and each protocol pairs
 # like with like: http1 is minikv's API over HTTP/1.1 beside etcd's HTTP/JSON gateway (/v3/kv/put, /v3/kv/range), a
 # pooled connection per client on both; http2 (`--http2`) is minikv over HTTP/2 with prior knowledge beside etcd's
